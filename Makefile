@@ -1,0 +1,46 @@
+# srscope — every target sets itself up on a fresh machine.
+#   make demo    run the shipped default model on a generated sample (figure + OME-Zarr in out/demo)
+#   make test    the test suite (what CI runs)
+#   make bench   benchmarks, JSON in bench/results/
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.srscope-installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install demo demo-live test test-all bench models lint clean
+
+install: $(STAMP)
+
+# torch is installed first at an exact CPU pin so that pip does not resolve the training
+# package's open `torch>=` range to several GB of CUDA wheels on dev/CI machines. Users' own
+# installs stay free to bring whichever torch build suits their GPU.
+$(STAMP): runtime/pyproject.toml training/pyproject.toml acquisition/pyproject.toml requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ./runtime -e ./training -e ./acquisition -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m srscope.training.demo --out out/demo
+
+demo-live: $(STAMP)
+	$(BIN)/python -m srscope.acquisition.demo --out out/demo-live
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest tests --runslow
+
+bench: $(STAMP)
+	mkdir -p bench/results
+	$(BIN)/python bench/run_bench.py --out bench/results
+
+lint: $(STAMP)
+	$(BIN)/ruff check runtime training acquisition tests bench
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,191 @@
+"""The model card: everything the runtime needs to run a model correctly, stored inside the ONNX file.
+
+A shipped model is one self-describing ``.onnx`` file. The generator graph takes a normalised
+low-resolution batch ``[N, 1, H, W]`` (float32, or float16 for fp16 variants) and returns the
+normalised high-resolution batch ``[N, 1, H*s, W*s]``. Everything that turns camera counts into
+that input, and the output back into physical intensity units, lives in this card, so a lab can
+run the file years later without the training code.
+
+The card is JSON in the ONNX ``metadata_props`` under :data:`CARD_KEY`. Its ``weights_sha256``
+is computed over the graph's initializers (see :func:`weights_checksum`), so a card pasted onto
+other weights, or weights edited after export, is caught at load time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+CARD_KEY = "srscope.card"
+CARD_SCHEMA_VERSION = 1
+
+
+class ModelCardError(ValueError):
+    """The ONNX file has no card, an invalid card, or weights that do not match the card."""
+
+
+@dataclass(frozen=True)
+class AffineIntensity:
+    """``normalised = (x - offset) / scale``; the inverse maps network output back to counts.
+
+    Kept affine and global (not per-image) so output stays quantitative: the same input counts
+    always map to the same output counts.
+    """
+
+    offset: float
+    scale: float
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.offset) or not np.isfinite(self.scale) or self.scale <= 0:
+            raise ModelCardError(f"invalid intensity mapping offset={self.offset} scale={self.scale}")
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float32) - np.float32(self.offset)) / np.float32(self.scale)
+
+    def denormalise(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, dtype=np.float32) * np.float32(self.scale) + np.float32(self.offset)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Describes one exported generator. Pixel sizes are in micrometres, wavelengths in nm.
+
+    ``halo_px`` is the receptive-field radius in *input* pixels: tiles overlap by at least this
+    much so tiled output equals whole-image output. ``size_multiple`` is the input size (in input
+    pixels) the graph needs, e.g. 8 for a 4-level U-Net behind an in-graph ×2 resampling.
+    """
+
+    name: str
+    version: str
+    input_modality: str
+    output_modality: str
+    input_pixel_size_um: float
+    output_pixel_size_um: float
+    normalization: AffineIntensity
+    denormalization: AffineIntensity
+    halo_px: int
+    size_multiple: int
+    weights_sha256: str
+    emission_wavelength_nm: float | None = None
+    precision: str = "fp32"
+    description: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = CARD_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.input_pixel_size_um <= 0 or self.output_pixel_size_um <= 0:
+            raise ModelCardError("pixel sizes must be positive")
+        if self.halo_px < 0 or self.size_multiple < 1:
+            raise ModelCardError("halo_px must be >= 0 and size_multiple >= 1")
+        if self.precision not in ("fp32", "fp16"):
+            raise ModelCardError(f"precision must be fp32 or fp16, not {self.precision!r}")
+
+    @property
+    def scale_factor(self) -> float:
+        """Output pixels per input pixel along each axis (2.0 for 10x/0.4 → 20x/0.75)."""
+        return self.input_pixel_size_um / self.output_pixel_size_um
+
+    @property
+    def integer_scale(self) -> int:
+        """The scale factor as an integer; the runtime's tiling needs whole output pixels."""
+        s = self.scale_factor
+        if abs(s - round(s)) > 1e-6:
+            raise ModelCardError(f"scale factor {s} is not an integer")
+        return int(round(s))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelCard":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelCardError(f"model card is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ModelCardError("model card must be a JSON object")
+        if raw.get("schema_version") != CARD_SCHEMA_VERSION:
+            raise ModelCardError(
+                f"unsupported model card schema_version {raw.get('schema_version')!r} "
+                f"(this runtime reads {CARD_SCHEMA_VERSION})"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in raw]
+        if missing:
+            raise ModelCardError(f"model card lacks required fields: {', '.join(missing)}")
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ModelCardError(f"model card has unknown fields: {', '.join(unknown)}")
+        try:
+            raw["normalization"] = AffineIntensity(**raw["normalization"])
+            raw["denormalization"] = AffineIntensity(**raw["denormalization"])
+            return cls(**raw)
+        except TypeError as exc:
+            raise ModelCardError(f"model card field has the wrong shape: {exc}") from None
+
+
+def weights_checksum(model: onnx.ModelProto) -> str:
+    """SHA-256 over every initializer (name, dtype, shape, raw bytes), sorted by name.
+
+    Hashing the parsed tensors rather than the file keeps the checksum stable when metadata
+    (the card itself) is edited, and independent of protobuf serialisation order.
+    """
+    digest = hashlib.sha256()
+    for init in sorted(model.graph.initializer, key=lambda t: t.name):
+        array = numpy_helper.to_array(init)
+        digest.update(init.name.encode())
+        digest.update(str(array.dtype).encode())
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def embed_card(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
+    """Write ``card`` into ``model``'s metadata (replacing any earlier card); returns ``model``.
+
+    The caller passes a card whose ``weights_sha256`` it got from :func:`weights_checksum`, so
+    the runtime's check at load time compares two independent computations.
+    """
+    if card.weights_sha256 != weights_checksum(model):
+        raise ModelCardError("card.weights_sha256 does not match this model's weights")
+    kept = [p for p in model.metadata_props if p.key != CARD_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = CARD_KEY
+    entry.value = card.to_json()
+    return model
+
+
+def read_card(model: onnx.ModelProto | str | Path, *, verify: bool = True) -> ModelCard:
+    """Parse and (by default) verify the card of a model or ``.onnx`` path."""
+    if not isinstance(model, onnx.ModelProto):
+        path = Path(model)
+        if not path.is_file():
+            raise ModelCardError(f"model file not found: {path}")
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:  # protobuf raises several unrelated types
+            raise ModelCardError(f"{path} is not a readable ONNX model ({exc.__class__.__name__})") from None
+    entries = {p.key: p.value for p in model.metadata_props}
+    if CARD_KEY not in entries:
+        raise ModelCardError(f"ONNX model has no srscope model card (metadata key {CARD_KEY!r})")
+    card = ModelCard.from_json(entries[CARD_KEY])
+    if verify:
+        actual = weights_checksum(model)
+        if actual != card.weights_sha256:
+            raise ModelCardError(
+                f"weights checksum mismatch: card says {card.weights_sha256[:12]}…, "
+                f"weights are {actual[:12]}… (file modified after export?)"
+            )
+    return card

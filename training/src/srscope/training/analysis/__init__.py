@@ -1,0 +1,1 @@
+"""Shared image-analysis primitives (Gaussian fitting) used by registration, simulation checks and evaluation."""

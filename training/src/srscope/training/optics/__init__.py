@@ -1,0 +1,1 @@
+"""Optical models: point-spread functions used by the simulator and the deconvolution baselines."""
