@@ -1,0 +1,150 @@
+"""``Enhancer``: camera counts in, super-resolved physical intensities out, for images of any size.
+
+This is the one object lab scripts, ``srrun`` and the live acquisition hook share. It owns the
+ONNX Runtime session, applies the card's affine (de)normalisation in numpy so output stays in
+physical counts, and runs the overlapping-tile plan from :mod:`srscope.runtime.tiling` with tiles
+batched together — across frames too, which is what keeps a live camera stream cheap.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from srscope.runtime.card import ModelCard, ModelCardError, read_card
+from srscope.runtime.imagecheck import checked_image
+from srscope.runtime.providers import SessionInfo, create_session
+from srscope.runtime.tiling import Blender, TilePlan, round_up
+from tqdm.auto import tqdm
+
+#: Blend ramp (input pixels) added to the 2×halo that tiles discard: enough to hide the residual
+#: seam of a generator whose true receptive field exceeds its card's halo, small enough to cost
+#: only a few percent at the default tile size.
+DEFAULT_BLEND_PX = 8
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def default_overlap(card: ModelCard) -> int:
+    """Tile overlap in input pixels: both halos plus a blend ramp, rounded to the size multiple."""
+    return round_up(2 * card.halo_px + DEFAULT_BLEND_PX, card.size_multiple)
+
+
+class Enhancer:
+    """Runs one srscope model on 2D images with overlapping, blended tiles.
+
+    ``tile`` is the largest input tile edge in pixels (``None``: the whole image in one pass);
+    ``overlap`` is how much neighbouring tiles share, by default :func:`default_overlap`.
+    """
+
+    def __init__(self, session: ort.InferenceSession, card: ModelCard, info: SessionInfo, *,
+                 tile: int | None = 512, overlap: int | None = None, batch_size: int = 4,
+                 progress: bool = False, source: Path | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+        if tile is not None and tile < card.size_multiple:
+            raise ValueError(f"tile {tile} is smaller than the model's size multiple {card.size_multiple}")
+        if overlap is not None and overlap < 0:
+            raise ValueError(f"overlap must be >= 0, not {overlap}")
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1 or len(inputs[0].shape) != 4:
+            raise ModelCardError("model does not follow the srscope graph contract: one [N,1,H,W] input")
+        if inputs[0].type not in _ORT_DTYPES:
+            raise ModelCardError(f"model input type {inputs[0].type} is not float32/float16")
+        self.session = session
+        self.card = card
+        self.info = info
+        self.tile = tile
+        self.overlap = default_overlap(card) if overlap is None else overlap
+        self.batch_size = batch_size
+        self.progress = progress
+        self.source = source
+        self.scale = card.integer_scale
+        self._input_name = inputs[0].name
+        self._output_name = outputs[0].name
+        self._input_dtype = _ORT_DTYPES[inputs[0].type]
+        expected = np.float16 if card.precision == "fp16" else np.float32
+        if self._input_dtype != expected:
+            raise ModelCardError(f"card says precision {card.precision} but the graph takes {inputs[0].type}")
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, device: str = "auto", tile: int | None = 512,
+                  overlap: int | None = None, batch_size: int = 4, progress: bool = False,
+                  intra_op_threads: int | None = None) -> Enhancer:
+        """Load a card-carrying ``.onnx`` file; a missing card or checksum mismatch is a ModelCardError."""
+        path = Path(path)
+        card = read_card(path)  # verifies the weights checksum before anything runs
+        session, info = create_session(path, device, intra_op_threads=intra_op_threads)
+        return cls(session, card, info, tile=tile, overlap=overlap, batch_size=batch_size,
+                   progress=progress, source=path)
+
+    @property
+    def provider(self) -> str:
+        """The execution provider actually running the model, e.g. ``CPUExecutionProvider``."""
+        return self.info.provider
+
+    @property
+    def device(self) -> str:
+        return self.info.device
+
+    def __repr__(self) -> str:
+        return (f"Enhancer({self.card.name!r} v{self.card.version}, ×{self.scale}, {self.provider}, "
+                f"tile={self.tile}, overlap={self.overlap}, batch={self.batch_size})")
+
+    def plan(self, shape: tuple[int, int]) -> TilePlan:
+        """The tile plan this enhancer uses for an image of ``shape`` (input pixels)."""
+        return TilePlan.for_image(shape, tile=self.tile, overlap=self.overlap, halo=self.card.halo_px,
+                                  multiple=self.card.size_multiple, scale=self.scale)
+
+    def run_normalised(self, batch: np.ndarray) -> np.ndarray:
+        """One session call on a normalised ``[N,1,H,W]`` batch; returns float32 ``[N,1,sH,sW]``."""
+        feed = np.ascontiguousarray(batch, dtype=self._input_dtype)
+        out = self.session.run([self._output_name], {self._input_name: feed})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def enhance(self, image: np.ndarray) -> np.ndarray:
+        """Super-resolve one 2D image of counts; returns float32 ``(H*s, W*s)`` in physical units."""
+        return self.enhance_many([image])[0]
+
+    def enhance_many(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Super-resolve several frames, batching tiles across them (tiles of equal shape share a call)."""
+        arrays = [checked_image(im, what=f"image {i}" if len(images) > 1 else "image") for i, im in enumerate(images)]
+        plans = [self.plan(a.shape) for a in arrays]
+        padded = [plan.pad(self.card.normalization.normalise(a)) for plan, a in zip(plans, arrays)]
+        blenders: list[Blender] = [plan.blender() for plan in plans]
+        # Group tiles by shape: frames of one camera share one shape, so they batch together.
+        jobs: dict[tuple[int, int], list[tuple[int, int, int, np.ndarray]]] = defaultdict(list)
+        for frame, (plan, image) in enumerate(zip(plans, padded)):
+            for iy, ix, view in plan.tiles(image):
+                jobs[plan.tile_shape].append((frame, iy, ix, view))
+        total = sum(len(j) for j in jobs.values())
+        with tqdm(total=total, unit="tile", desc="enhance", disable=not self.progress, leave=False) as bar:
+            for group in jobs.values():
+                for start in range(0, len(group), self.batch_size):
+                    chunk = group[start:start + self.batch_size]
+                    batch = np.stack([view for *_, view in chunk])[:, None]
+                    out = self.run_normalised(batch)
+                    for (frame, iy, ix, _), tile_out in zip(chunk, out):
+                        blenders[frame].add(iy, ix, tile_out[0])
+                    bar.update(len(chunk))
+        return [self.card.denormalization.denormalise(b.result()) for b in blenders]
+
+    def enhance_stream(self, frames: Iterable[np.ndarray], *, group: int = 1) -> Iterator[np.ndarray]:
+        """Lazily super-resolve a stream of frames, in order.
+
+        ``group`` frames are collected before running (their tiles batched together): 1 gives the
+        lowest latency for live display, larger values more throughput on a GPU.
+        """
+        if group < 1:
+            raise ValueError(f"group must be >= 1, not {group}")
+        pending: list[np.ndarray] = []
+        for frame in frames:
+            pending.append(frame)
+            if len(pending) >= group:
+                yield from self.enhance_many(pending)
+                pending = []
+        if pending:
+            yield from self.enhance_many(pending)

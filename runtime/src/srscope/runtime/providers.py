@@ -1,0 +1,130 @@
+"""Choosing the ONNX Runtime execution provider explicitly, and refusing silent CPU fall-backs.
+
+ONNX Runtime quietly drops a requested provider it cannot load (missing CUDA libraries, a CPU-only
+wheel) and runs everything on the CPU. For a microscope that is the difference between live
+super-resolution and a frame every few seconds, so srscope compares the providers the session
+actually got with the ones it asked for: an explicit device that is not honoured is an error, and
+an ``auto`` choice that degrades is reported with a :class:`ProviderFallbackWarning`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+#: Device names accepted by :func:`create_session`, best first for ``auto``.
+DEVICE_PROVIDERS: dict[str, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+#: Providers that execute on a GPU, where float16 models pay off.
+GPU_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
+                           "DmlExecutionProvider"})
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device cannot run the model here (provider missing or dropped by ORT)."""
+
+
+class ProviderFallbackWarning(RuntimeWarning):
+    """ORT ran on a lesser provider than the best one this machine advertises."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What a created session really runs on; ``provider`` is the first (primary) provider."""
+
+    device: str
+    provider: str
+    providers: tuple[str, ...]
+    intra_op_threads: int
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider in GPU_PROVIDERS
+
+
+def available_devices() -> list[str]:
+    """Device names usable with this onnxruntime build, best first (always ends with ``"cpu"``)."""
+    present = set(ort.get_available_providers())
+    return [name for name, provider in DEVICE_PROVIDERS.items() if provider in present]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects CPU affinity / container limits where visible)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _requested_providers(device: str) -> list[str]:
+    name = device.lower().strip()
+    if name == "auto":
+        # Everything available except the CPU first, CPU last as the natural tail.
+        chosen = [DEVICE_PROVIDERS[d] for d in available_devices()]
+        return chosen
+    if name not in DEVICE_PROVIDERS:
+        raise ValueError(f"unknown device {device!r}; choose one of: auto, {', '.join(DEVICE_PROVIDERS)}")
+    provider = DEVICE_PROVIDERS[name]
+    if provider not in ort.get_available_providers():
+        raise DeviceUnavailableError(
+            f"device {name!r} needs {provider}, which this onnxruntime build does not have "
+            f"(available: {', '.join(available_devices())}); install onnxruntime-gpu for cuda/tensorrt"
+        )
+    # TensorRT hands nodes it cannot compile to CUDA; CPU stays last so shape ops can run, and the
+    # primary provider check below still catches a wholesale fall-back.
+    chain = [provider]
+    if name == "tensorrt" and "CUDAExecutionProvider" in ort.get_available_providers():
+        chain.append("CUDAExecutionProvider")
+    if provider != "CPUExecutionProvider":
+        chain.append("CPUExecutionProvider")
+    return chain
+
+
+def create_session(model: str | Path | bytes, device: str = "auto", *,
+                   intra_op_threads: int | None = None) -> tuple[ort.InferenceSession, SessionInfo]:
+    """Create an inference session on ``device`` and verify ORT really used it.
+
+    ``intra_op_threads`` defaults to the usable core count: ORT's own default can pick all
+    logical CPUs of the host even inside a CPU-limited container, which oversubscribes.
+    """
+    requested = _requested_providers(device)
+    threads = intra_op_threads or usable_cores()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        session = ort.InferenceSession(source, sess_options=options, providers=requested)
+    except Exception as exc:  # ORT raises its own exception hierarchy (Fail, InvalidGraph, ...)
+        if device.lower() in ("auto", "cpu"):
+            raise
+        raise DeviceUnavailableError(f"could not start a session on {device!r}: {exc}") from exc
+    got = tuple(session.get_providers())
+    primary = got[0] if got else "CPUExecutionProvider"
+    if device.lower() == "auto":
+        if primary != requested[0]:
+            warnings.warn(
+                f"auto device: wanted {requested[0]} but ONNX Runtime runs on {primary} "
+                "(provider libraries missing?)", ProviderFallbackWarning, stacklevel=2)
+        name = next((d for d, p in DEVICE_PROVIDERS.items() if p == primary), primary)
+    else:
+        if primary != requested[0]:
+            raise DeviceUnavailableError(
+                f"device {device!r} requested but ONNX Runtime fell back to {primary} "
+                "(check the CUDA/cuDNN/TensorRT libraries on this machine)")
+        name = device.lower()
+    return session, SessionInfo(device=name, provider=primary, providers=got, intra_op_threads=threads)

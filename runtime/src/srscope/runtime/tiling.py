@@ -1,0 +1,195 @@
+"""Overlapping-tile geometry and weighted blending, independent of ONNX Runtime.
+
+Why tiles at all: a 2048² frame at ×2 through a U-Net needs gigabytes of activations, more than a
+GPU or a laptop has spare. Why blending: CARE-style "crop the halo and butt tiles together" is
+exact only when the halo covers the network's whole receptive field. A GAN generator's true
+receptive field is much larger than any affordable halo, so butt-joined tiles leave faint seams.
+srscope discards each tile's outer ``halo`` pixels *and* cross-fades neighbours over the rest of the
+overlap with a raised-cosine window whose two halves sum to one, so seams vanish either way.
+
+Geometry rules (all in *input* pixels along one axis):
+
+* the image is reflect-padded by ``halo`` on both sides, so border pixels see plausible context
+  instead of the network's zero padding, exactly as whole-image inference in srscope does;
+* every tile has the same length (a multiple of ``size_multiple``) so tiles batch together;
+* tile starts are multiples of ``size_multiple``: a U-Net's pooling grid then lines up with the
+  whole-image pooling grid, which is what makes tiled output equal whole-image output;
+* tiles are spread evenly (the tile is shrunk to the smallest size that covers the image with the
+  fewest tiles), so an image a little larger than one tile does not pay for two full tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class TilingError(ValueError):
+    """Tile, overlap and halo settings that cannot tile an image."""
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """Tiling of one axis. ``starts`` are tile starts in padded coordinates."""
+
+    size: int
+    halo: int
+    pad_after: int
+    tile: int
+    starts: tuple[int, ...]
+    trim: int
+    ramp: int
+
+    @property
+    def padded(self) -> int:
+        return self.size + self.halo + self.pad_after
+
+    def weights(self, index: int, scale: int) -> np.ndarray:
+        """Blend weights of tile ``index`` in output pixels (length ``tile * scale``).
+
+        Sides facing a neighbour are zero over the trimmed halo then ramp up; sides at the image
+        border stay at one (their outer part lies in padding and is cropped anyway).
+        """
+        length = self.tile * scale
+        edge = _edge_window(length, self.trim * scale, self.ramp * scale)
+        ones = np.ones(length, dtype=np.float32)
+        rising = edge if index > 0 else ones
+        falling = edge[::-1] if index < len(self.starts) - 1 else ones
+        # A product (not an overwrite) keeps weights positive even when a very short tile's two
+        # ramps overlap; the weight-sum normalisation absorbs the non-complementary part.
+        return rising * falling
+
+
+def _edge_window(length: int, trim: int, ramp: int) -> np.ndarray:
+    w = np.ones(length, dtype=np.float32)
+    w[:trim] = 0.0
+    w[trim:trim + ramp] = _raised_cosine(ramp)
+    return w
+
+
+def _raised_cosine(n: int) -> np.ndarray:
+    """Rising half of a Hann window sampled at pixel centres; ``r[i] + r[n-1-i] == 1``."""
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n
+    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
+
+
+def plan_axis(size: int, *, tile: int | None, overlap: int, halo: int, multiple: int) -> AxisPlan:
+    """Place tiles along an axis of ``size`` input pixels; ``tile=None`` means one tile."""
+    if size < 1:
+        raise TilingError(f"cannot tile an axis of length {size}")
+    if halo < 0 or overlap < 0 or multiple < 1:
+        raise TilingError(f"invalid halo={halo} overlap={overlap} size_multiple={multiple}")
+    overlap = round_up(overlap, multiple)
+    needed = size + 2 * halo
+    single = round_up(needed, multiple)
+    if tile is None or single <= tile:
+        length, starts = single, (0,)
+    else:
+        max_tile = (tile // multiple) * multiple
+        max_step = max_tile - overlap
+        if max_step < multiple:
+            raise TilingError(
+                f"tile {tile} px leaves no room beyond the {overlap} px overlap "
+                f"(halo {halo}, size multiple {multiple}); use a larger tile")
+        count = math.ceil((needed - overlap) / max_step)
+        step = round_up(math.ceil((needed - overlap) / count), multiple)
+        length = step + overlap
+        starts = tuple(i * step for i in range(count))
+    total = starts[-1] + length
+    trim = min(halo, overlap // 2)
+    return AxisPlan(size=size, halo=halo, pad_after=total - size - halo, tile=length, starts=starts,
+                    trim=trim, ramp=overlap - 2 * trim)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """A 2D grid of equally sized tiles over a reflect-padded image, and how to blend them back."""
+
+    y: AxisPlan
+    x: AxisPlan
+    scale: int
+
+    @classmethod
+    def for_image(cls, shape: tuple[int, int], *, tile: int | None, overlap: int, halo: int,
+                  multiple: int, scale: int) -> TilePlan:
+        if scale < 1:
+            raise TilingError(f"scale must be a positive integer, not {scale}")
+        return cls(y=plan_axis(shape[0], tile=tile, overlap=overlap, halo=halo, multiple=multiple),
+                   x=plan_axis(shape[1], tile=tile, overlap=overlap, halo=halo, multiple=multiple),
+                   scale=scale)
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        return self.y.tile, self.x.tile
+
+    @property
+    def count(self) -> int:
+        return len(self.y.starts) * len(self.x.starts)
+
+    @property
+    def computed_fraction(self) -> float:
+        """Input pixels pushed through the network per image pixel (1.0 = no overhead)."""
+        return self.count * self.y.tile * self.x.tile / (self.y.size * self.x.size)
+
+    def pad(self, image: np.ndarray) -> np.ndarray:
+        return np.pad(image, ((self.y.halo, self.y.pad_after), (self.x.halo, self.x.pad_after)), mode="reflect")
+
+    def tiles(self, padded: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield ``(iy, ix, view)`` for every tile of the padded image, row by row."""
+        th, tw = self.tile_shape
+        for iy, y0 in enumerate(self.y.starts):
+            for ix, x0 in enumerate(self.x.starts):
+                yield iy, ix, padded[y0:y0 + th, x0:x0 + tw]
+
+    def blender(self) -> Blender:
+        return Blender(self)
+
+
+class Blender:
+    """Accumulates weighted tile outputs and returns the cropped, normalised result.
+
+    Tile weights are separable (``w_y ⊗ w_x``) and the grid is a product grid, so the weight sum is
+    the outer product of two 1D sums: no full-size weight image is stored.
+    """
+
+    def __init__(self, plan: TilePlan) -> None:
+        self.plan = plan
+        s = plan.scale
+        self._out = np.zeros((plan.y.padded * s, plan.x.padded * s), dtype=np.float32)
+        self._wy = [plan.y.weights(i, s) for i in range(len(plan.y.starts))]
+        self._wx = [plan.x.weights(i, s) for i in range(len(plan.x.starts))]
+        self._pending = {(iy, ix) for iy in range(len(plan.y.starts)) for ix in range(len(plan.x.starts))}
+
+    def add(self, iy: int, ix: int, tile_out: np.ndarray) -> None:
+        s = self.plan.scale
+        th, tw = self.plan.tile_shape
+        if tile_out.shape != (th * s, tw * s):
+            raise TilingError(
+                f"model returned a {tile_out.shape} tile for a {(th, tw)} input; expected {(th * s, tw * s)} "
+                f"(card scale ×{s})")
+        y0, x0 = self.plan.y.starts[iy] * s, self.plan.x.starts[ix] * s
+        self._out[y0:y0 + th * s, x0:x0 + tw * s] += tile_out * np.outer(self._wy[iy], self._wx[ix])
+        self._pending.discard((iy, ix))
+
+    def result(self) -> np.ndarray:
+        if self._pending:
+            raise TilingError(f"{len(self._pending)} tiles were never added")
+        s, py, px = self.plan.scale, self.plan.y, self.plan.x
+        wy = np.zeros(py.padded * s, dtype=np.float32)
+        for start, w in zip(py.starts, self._wy):
+            wy[start * s:start * s + w.size] += w
+        wx = np.zeros(px.padded * s, dtype=np.float32)
+        for start, w in zip(px.starts, self._wx):
+            wx[start * s:start * s + w.size] += w
+        ys = slice(py.halo * s, (py.halo + py.size) * s)
+        xs = slice(px.halo * s, (px.halo + px.size) * s)
+        return self._out[ys, xs] / wy[ys, None] / wx[None, xs]

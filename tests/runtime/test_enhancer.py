@@ -1,0 +1,110 @@
+"""Enhancer end to end on real ONNX Runtime sessions, against an independent whole-image reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from srscope.runtime import Enhancer, InvalidImageError, ModelCardError, read_card
+from srscope.runtime.testing import structured_image
+
+
+def reference_whole_image(model: Path, image: np.ndarray) -> np.ndarray:
+    """Whole-image inference written independently of srscope.runtime.tiling: reflect-pad by the
+    halo (and up to the size multiple), one session call, crop, denormalise."""
+    card = read_card(model)
+    h, m, s = card.halo_px, card.size_multiple, card.integer_scale
+    rows, cols = image.shape
+    extra_y = -(-(rows + 2 * h) // m) * m - rows - h
+    extra_x = -(-(cols + 2 * h) // m) * m - cols - h
+    x = (image.astype(np.float32) - card.normalization.offset) / card.normalization.scale
+    x = np.pad(x, ((h, extra_y), (h, extra_x)), mode="reflect")
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    y = session.run(None, {name: x[None, None].astype(np.float32)})[0][0, 0]
+    y = y[h * s:(h + rows) * s, h * s:(h + cols) * s]
+    return y * card.denormalization.scale + card.denormalization.offset
+
+
+def psnr(a: np.ndarray, ref: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - ref) ** 2))
+    peak = float(ref.max() - ref.min())
+    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+
+
+@pytest.mark.parametrize("shape", [(150, 203), (97, 61)])
+def test_tiled_matches_whole_image(model_x2: Path, shape: tuple[int, int]) -> None:
+    image = structured_image(shape, seed=1)
+    enhancer = Enhancer.from_file(model_x2, tile=48, batch_size=3)
+    assert enhancer.plan(shape).count > 1, "test must exercise several tiles"
+    out = enhancer.enhance(image)
+    ref = reference_whole_image(model_x2, image)
+    assert out.shape == (2 * shape[0], 2 * shape[1]) and out.dtype == np.float32
+    assert psnr(out, ref) >= 50.0
+
+
+def test_output_denormalised_with_card_statistics(tmp_path: Path) -> None:
+    from srscope.runtime.testing import build_test_model
+
+    raw = build_test_model(tmp_path / "raw.onnx", denormalization=(0.0, 1.0))
+    counts = build_test_model(tmp_path / "counts.onnx", denormalization=(50.0, 4000.0))
+    image = structured_image((40, 50), seed=2)
+    network_units = Enhancer.from_file(raw).enhance(image)
+    physical = Enhancer.from_file(counts).enhance(image)
+    np.testing.assert_allclose(physical, network_units * 4000.0 + 50.0, rtol=1e-5, atol=1e-2)
+    # Input normalisation is applied too: a uint16 and a float64 copy of the same counts agree.
+    np.testing.assert_allclose(Enhancer.from_file(counts).enhance(image.astype(np.float64)), physical,
+                               rtol=0, atol=1e-3)
+
+
+def test_enhance_many_equals_individual_calls(model_x2: Path) -> None:
+    frames = [structured_image((80, 90), seed=k) for k in range(3)] + [structured_image((33, 70), seed=9)]
+    enhancer = Enhancer.from_file(model_x2, tile=40, batch_size=5)
+    together = enhancer.enhance_many(frames)
+    streamed = list(enhancer.enhance_stream(iter(frames), group=2))
+    for frame, a, b in zip(frames, together, streamed):
+        single = enhancer.enhance(frame)
+        np.testing.assert_allclose(a, single, rtol=0, atol=1e-2)
+        np.testing.assert_allclose(b, single, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((4, 5, 6)), "2D"),
+    (np.zeros((0, 5)), "empty"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
+    (np.array([[1.0, np.inf], [0.0, 1.0]]), "NaN/Inf"),
+    (np.zeros((4, 4), dtype=complex), "real"),
+])
+def test_bad_input_is_a_clear_value_error(model_x2: Path, bad: np.ndarray, message: str) -> None:
+    enhancer = Enhancer.from_file(model_x2)
+    with pytest.raises(InvalidImageError, match=message) as info:
+        enhancer.enhance(bad)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+
+
+def test_file_without_card_is_rejected(model_x2: Path, tmp_path: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(model_x2))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    with pytest.raises(ModelCardError, match="no srscope model card"):
+        Enhancer.from_file(bare)
+
+
+def test_checksum_mismatch_is_rejected(model_x2: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_x2))
+    init = next(t for t in model.graph.initializer if t.name == "head.weight")
+    tampered = numpy_helper.to_array(init).copy()
+    tampered[0, 0, 1, 1] += 0.5
+    init.CopyFrom(numpy_helper.from_array(tampered, init.name))
+    path = tmp_path / "tampered.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelCardError, match="checksum mismatch"):
+        Enhancer.from_file(path)
