@@ -58,6 +58,8 @@ class AxisPlan:
         border stay at one (their outer part lies in padding and is cropped anyway).
         """
         length = self.tile * scale
+        if len(self.starts) == 1:
+            return np.ones(length, dtype=np.float32)
         edge = _edge_window(length, self.trim * scale, self.ramp * scale)
         ones = np.ones(length, dtype=np.float32)
         rising = edge if index > 0 else ones
