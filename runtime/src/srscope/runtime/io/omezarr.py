@@ -1,0 +1,243 @@
+"""OME-Zarr (NGFF) reading (0.4 and 0.5) and writing (0.5, zarr v3) with a multiscale pyramid.
+
+Writing is split in two so long jobs can stream into the final store: :meth:`OmeZarrWriter.create`
+makes the full-resolution array and marks the group ``incomplete``; planes are then written in any
+order, by any process; :meth:`OmeZarrWriter.finalize` checks every chunk exists, builds the pyramid
+and only then writes the NGFF ``multiscales`` metadata. A store without that metadata is not an
+image to any NGFF reader, so an interrupted job can never be mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+from srscope.runtime.io.image import Image, ImageIOError
+from srscope.runtime.io.lazy import as_dask, canonical_data
+from srscope.runtime.io.pyramid import plane_chunks, write_levels
+from srscope.runtime.io.units import (
+    NGFF_SPACE_UNIT,
+    NGFF_TIME_UNIT,
+    length_to_um,
+    time_to_s,
+)
+
+NGFF_VERSION = "0.5"
+#: Group attribute holding srscope's own state: ``status`` and free-form ``metadata``.
+SRSCOPE_KEY = "srscope"
+COMPLETE = "complete"
+INCOMPLETE = "incomplete"
+
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def store_status(path: Path) -> str | None:
+    """``"complete"``/``"incomplete"`` for a store srscope wrote, ``None`` for anything else."""
+    try:
+        attrs = dict(zarr.open_group(path, mode="r").attrs)
+    except Exception:  # noqa: BLE001 - anything unopenable is simply not ours
+        return None
+    state = attrs.get(SRSCOPE_KEY)
+    return state.get("status") if isinstance(state, dict) else None
+
+
+def _axis_names(axes: list[Any]) -> str:
+    names = [a["name"] if isinstance(a, dict) else a for a in axes]
+    if any(not isinstance(n, str) or n.lower() not in _AXIS_TYPES for n in names):
+        raise ImageIOError(f"NGFF axes {names} are not all among t, c, z, y, x")
+    return "".join(n.lower() for n in names)
+
+
+def _scale_of(transforms: list[dict] | None, ndim: int) -> list[float]:
+    scale = [1.0] * ndim
+    for t in transforms or []:
+        if t.get("type") == "scale" and "scale" in t:
+            scale = [a * float(b) for a, b in zip(scale, t["scale"])]
+    return scale
+
+
+def read_omezarr(path: Path) -> Image:
+    """Open level 0 of an NGFF 0.4 or 0.5 image lazily, with pixel sizes in micrometres."""
+    try:
+        group = zarr.open_group(path, mode="r")
+        attrs = dict(group.attrs)
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for foreign/corrupt stores
+        raise ImageIOError(f"{path}: not a readable zarr store ({exc.__class__.__name__})") from None
+    state = attrs.get(SRSCOPE_KEY) if isinstance(attrs.get(SRSCOPE_KEY), dict) else {}
+    if state.get("status") == INCOMPLETE:
+        raise ImageIOError(f"{path}: incomplete srrun output (interrupted job); rerun srrun to finish it")
+    ome = attrs.get("ome", attrs)
+    if "bioformats2raw.layout" in ome and "0" in group:  # bioformats2raw: the image is series "0"
+        return read_omezarr(Path(path) / "0")
+    multiscales = ome.get("multiscales")
+    if not multiscales:
+        raise ImageIOError(f"{path}: zarr store has no NGFF multiscales metadata")
+    try:
+        ms = multiscales[0]
+        axes = _axis_names(ms["axes"])
+        dataset = ms["datasets"][0]
+        array = group[dataset["path"]]
+    except ImageIOError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - metadata of any shape may be malformed
+        raise ImageIOError(f"{path}: malformed NGFF multiscales metadata ({exc.__class__.__name__}: {exc})") from None
+    if array.ndim != len(axes):
+        raise ImageIOError(f"{path}: level 0 has {array.ndim} dimensions but {len(axes)} axes")
+    if not axes.endswith("yx"):
+        raise ImageIOError(f"{path}: NGFF axes {axes!r} do not end in y, x")
+    scale = _scale_of(dataset.get("coordinateTransformations"), len(axes))
+    scale = [a * b for a, b in zip(scale, _scale_of(ms.get("coordinateTransformations"), len(axes)))]
+    units = {(a["name"].lower() if isinstance(a, dict) else a): (a.get("unit") if isinstance(a, dict) else None)
+             for a in ms["axes"]}
+
+    def space(axis: str) -> float | None:
+        return length_to_um(scale[axes.index(axis)], units.get(axis), default_unit="micrometer")
+
+    pixel_y, pixel_x = space("y"), space("x")
+    metadata = dict(state.get("metadata", {}))
+    if pixel_y is None or pixel_x is None:
+        metadata["pixel_size_unknown"] = True
+        pixel_y = pixel_x = 1.0
+    z_step = space("z") if "z" in axes else None
+    interval = None
+    if "t" in axes and units.get("t"):
+        interval = time_to_s(scale[axes.index("t")], units["t"])
+    names = None
+    channels = ome.get("omero", {}).get("channels") if isinstance(ome.get("omero"), dict) else None
+    n_channels = array.shape[axes.index("c")] if "c" in axes else 1
+    if channels and len(channels) == n_channels and all("label" in c for c in channels):
+        names = tuple(str(c["label"]) for c in channels)
+    return Image(data=da.from_zarr(array), axes=axes, pixel_size_um=(pixel_y, pixel_x),
+                 channel_names=names, z_step_um=z_step, time_interval_s=interval, metadata=metadata)
+
+
+def _ngff_axes(axes: str, image: Image) -> list[dict[str, str]]:
+    out = []
+    for a in axes:
+        entry = {"name": a, "type": _AXIS_TYPES[a]}
+        if a in "yx" or (a == "z" and image.z_step_um is not None):
+            entry["unit"] = NGFF_SPACE_UNIT
+        if a == "t" and image.time_interval_s is not None:
+            entry["unit"] = NGFF_TIME_UNIT
+        out.append(entry)
+    return out
+
+
+def _base_scale(axes: str, image: Image) -> list[float]:
+    values = {"t": image.time_interval_s or 1.0, "c": 1.0, "z": image.z_step_um or 1.0,
+              "y": image.pixel_size_um[0], "x": image.pixel_size_um[1]}
+    return [float(values[a]) for a in axes]
+
+
+def _omero(group: zarr.Group, smallest: str, axes: str, names: tuple[str, ...] | None) -> dict:
+    """Display hints for viewers; the contrast window comes from the smallest pyramid level (cheap)."""
+    small = np.asarray(group[smallest][...])
+    n = small.shape[axes.index("c")] if "c" in axes else 1
+    channels = []
+    for i in range(n):
+        plane = np.take(small, i, axis=axes.index("c")) if "c" in axes else small
+        finite = plane[np.isfinite(plane)] if np.issubdtype(plane.dtype, np.floating) else plane
+        lo = float(finite.min()) if finite.size else 0.0
+        hi = float(finite.max()) if finite.size else 1.0
+        channels.append({
+            "label": names[i] if names else f"channel {i}",
+            "color": "FFFFFF",
+            "active": True,
+            "window": {"min": lo, "max": hi, "start": lo, "end": hi},
+        })
+    return {"channels": channels, "rdefs": {"model": "greyscale"}}
+
+
+def _check_json(metadata: dict) -> dict:
+    try:
+        return json.loads(json.dumps(metadata))
+    except (TypeError, ValueError) as exc:
+        raise ImageIOError(f"image metadata is not JSON-serialisable ({exc})") from None
+
+
+class OmeZarrWriter:
+    """An NGFF 0.5 image store being filled: level 0 exists, metadata comes last (see module doc)."""
+
+    def __init__(self, path: Path, group: zarr.Group) -> None:
+        self.path = Path(path)
+        self.group = group
+
+    @property
+    def level0(self) -> zarr.Array:
+        """Full-resolution array; all-zero chunks are still stored so missing ones can be counted."""
+        return self.group["0"].with_config({"write_empty_chunks": True})
+
+    @property
+    def job(self) -> dict:
+        """Whatever the creator stored to recognise its own unfinished store (see :meth:`create`)."""
+        return dict(self.group.attrs.get(SRSCOPE_KEY, {})).get("job", {})
+
+    @classmethod
+    def create(cls, path: Path, *, shape: tuple[int, ...], dtype: Any, axes: str,
+               job: dict | None = None, overwrite: bool = False) -> OmeZarrWriter:
+        """Make the store with an empty level 0 (axes must be canonical ``tczyx`` order)."""
+        if tuple(a for a in "tczyx" if a in axes) != tuple(axes):
+            raise ImageIOError(f"OME-Zarr axes must be in t, c, z, y, x order, got {axes!r}")
+        group = zarr.open_group(path, mode="w" if overwrite else "w-", zarr_format=3)
+        group.attrs[SRSCOPE_KEY] = {"status": INCOMPLETE, "job": _check_json(job or {})}
+        group.create_array(
+            "0", shape=tuple(shape), dtype=dtype, chunks=plane_chunks(tuple(shape)),
+            dimension_names=list(axes), fill_value=0,
+        )
+        return cls(path, group)
+
+    @classmethod
+    def open(cls, path: Path) -> OmeZarrWriter:
+        """Reopen an unfinished store to write more planes (``r+``)."""
+        if store_status(path) != INCOMPLETE:
+            raise ImageIOError(f"{path}: not an unfinished srscope store")
+        return cls(path, zarr.open_group(path, mode="r+"))
+
+    def missing_chunks(self) -> int:
+        """Level-0 chunks never written. Empty chunks are always stored, so 0 means every plane landed."""
+        arr = self.level0
+        return arr.nchunks - arr.nchunks_initialized
+
+    def finalize(self, template: Image, *, name: str = "image") -> None:
+        """Build the pyramid and write NGFF metadata last; ``template`` supplies calibration/names."""
+        missing = self.missing_chunks()
+        if missing:
+            raise ImageIOError(f"{self.path}: {missing} chunk(s) of level 0 were never written")
+        axes = template.axes
+        dims = list(axes)
+        paths = write_levels(self.group, self.level0, dims)
+        base = _base_scale(axes, template)
+        datasets = []
+        for i, p in enumerate(paths):
+            factor = [2.0**i if a in "yx" else 1.0 for a in axes]
+            datasets.append({"path": p, "coordinateTransformations": [
+                {"type": "scale", "scale": [b * f for b, f in zip(base, factor)]}]})
+        ome = {
+            "version": NGFF_VERSION,
+            "multiscales": [{"name": name, "axes": _ngff_axes(axes, template), "datasets": datasets,
+                             "type": "mean (2x2 in y, x)"}],
+            "omero": _omero(self.group, paths[-1], axes, template.channel_names),
+        }
+        state = {"status": COMPLETE, "metadata": _check_json(template.metadata)}
+        # One write of zarr.json (atomic rename in zarr's LocalStore) flips the store to complete.
+        self.group.attrs.update({"ome": ome, SRSCOPE_KEY: state})
+
+
+def write_omezarr(path: Path, image: Image, *, overwrite: bool = False) -> Path:
+    """Write ``image`` (any axis order; stored as t, c, z, y, x) as an NGFF 0.5 multiscale image."""
+    data, axes = canonical_data(image)
+    _check_json(image.metadata)
+    if not all(math.isfinite(s) for s in image.pixel_size_um):
+        raise ImageIOError("pixel size must be finite")
+    writer = OmeZarrWriter.create(path, shape=data.shape, dtype=data.dtype, axes=axes, overwrite=overwrite)
+    da.store(as_dask(data).rechunk(writer.level0.chunks), writer.level0, lock=False)
+    template = Image(data=writer.level0, axes=axes, pixel_size_um=image.pixel_size_um,
+                     channel_names=image.channel_names, z_step_um=image.z_step_um,
+                     time_interval_s=image.time_interval_s, metadata=image.metadata)
+    writer.finalize(template, name=path.name.split(".")[0] or "image")
+    return path

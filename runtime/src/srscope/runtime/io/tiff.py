@@ -1,0 +1,197 @@
+"""(OME-)TIFF reading and writing through tifffile.
+
+Reading understands OME-XML and ImageJ calibration (and the plain TIFF resolution tags), so pixel
+sizes from Micro-Manager, Fiji and bio-formats exports all arrive in micrometres. Writing always
+produces OME-TIFF with ``PhysicalSizeX/Y`` and streams planes, then renames a temporary file into
+place so a crash never leaves a truncated file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import tifffile
+import zarr
+from srscope.runtime.io.image import CANONICAL_AXES, Image, ImageIOError
+from srscope.runtime.io.lazy import canonical_data, iter_planes
+from srscope.runtime.io.units import length_to_um, time_to_s
+
+#: tifffile axis letters that mean something other than t/c/z/y/x; they become t, z or c, in that
+#: order of preference (an unlabelled page stack is therefore read as a time series).
+_DIRECT = {"T": "t", "C": "c", "Z": "z", "Y": "y", "X": "x", "S": "c"}
+
+#: Key in the OME ``Image/Description`` holding :attr:`Image.metadata` as JSON.
+DESCRIPTION_KEY = "srscope"
+
+
+def _map_axes(tiff_axes: str) -> str:
+    mapped: list[str | None] = [_DIRECT.get(a) for a in tiff_axes]
+    if len({m for m in mapped if m}) != len([m for m in mapped if m]):
+        raise ImageIOError(f"TIFF axes {tiff_axes!r} repeat an OME axis")
+    for i, m in enumerate(mapped):
+        if m is None:
+            free = [a for a in "tzc" if a not in mapped]
+            if not free:
+                raise ImageIOError(f"cannot map TIFF axes {tiff_axes!r} onto t, c, z, y, x")
+            mapped[i] = free[0]
+    return "".join(m for m in mapped if m)
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) else value
+
+
+def _ome_calibration(tif: tifffile.TiffFile) -> dict[str, Any]:
+    try:
+        ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+        image = _first(ome["Image"])
+        pixels = image["Pixels"]
+    except Exception:  # noqa: BLE001 - malformed OME-XML of any kind: fall back to the TIFF tags
+        return {}
+    found: dict[str, Any] = {}
+    if "PhysicalSizeX" in pixels and "PhysicalSizeY" in pixels:
+        y = length_to_um(pixels["PhysicalSizeY"], pixels.get("PhysicalSizeYUnit"))
+        x = length_to_um(pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit"))
+        if y and x:
+            found["pixel_size_um"] = (y, x)
+    if "PhysicalSizeZ" in pixels:
+        found["z_step_um"] = length_to_um(pixels["PhysicalSizeZ"], pixels.get("PhysicalSizeZUnit"))
+    if "TimeIncrement" in pixels and float(pixels["TimeIncrement"]) > 0:
+        found["time_interval_s"] = time_to_s(pixels["TimeIncrement"], pixels.get("TimeIncrementUnit"))
+    channels = pixels.get("Channel")
+    if channels is not None:
+        channels = channels if isinstance(channels, list) else [channels]
+        names = [c.get("Name") for c in channels if isinstance(c, dict)]
+        if names and all(n is not None for n in names):
+            found["channel_names"] = tuple(str(n) for n in names)
+    description = image.get("Description")
+    if isinstance(description, str):
+        try:
+            parsed = json.loads(description)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get(DESCRIPTION_KEY), dict):
+            found["metadata"] = parsed[DESCRIPTION_KEY]
+        elif description:
+            found["metadata"] = {"description": description}
+    return found
+
+
+def _resolution_um(page: tifffile.TiffPage, unit_hint: str | None) -> tuple[float, float] | None:
+    """Pixel size from XResolution/YResolution (pixels per unit)."""
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+    if not (xn and xd and yn and yd):
+        return None
+    res_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    per_unit_um = {2: 25400.0, 3: 10000.0}.get(res_unit)
+    if per_unit_um is None:  # unit NONE: only meaningful with an ImageJ unit string
+        if unit_hint is None:
+            return None
+        per_unit_um = length_to_um(1.0, unit_hint)
+        if per_unit_um is None:
+            return None
+    if (xn, xd) == (1, 1) and (yn, yd) == (1, 1) and unit_hint is None:
+        return None  # the tifffile/libtiff default, not a calibration
+    return (per_unit_um * yd / yn, per_unit_um * xd / xn)
+
+
+def _imagej_calibration(tif: tifffile.TiffFile) -> dict[str, Any]:
+    meta = tif.imagej_metadata or {}
+    unit = meta.get("unit")
+    found: dict[str, Any] = {}
+    size = _resolution_um(tif.pages.first, unit)
+    if size:
+        found["pixel_size_um"] = size
+    if meta.get("spacing"):
+        z = length_to_um(float(meta["spacing"]), unit) if unit else None
+        if z:
+            found["z_step_um"] = z
+    if meta.get("finterval"):
+        found["time_interval_s"] = time_to_s(float(meta["finterval"]), meta.get("tunit", "s"))
+    return found
+
+
+def read_tiff(path: Path) -> Image:
+    """Open a TIFF lazily (through tifffile's zarr store) with its calibration."""
+    try:
+        tif = tifffile.TiffFile(path)
+        series = tif.series[0]
+        tiff_axes = series.axes
+        store = series.aszarr(level=0)
+        array = zarr.open_array(store, mode="r")
+    except ImageIOError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile/zarr raise many types for corrupt files
+        raise ImageIOError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
+    axes = _map_axes(tiff_axes)
+    if "y" not in axes or "x" not in axes:
+        raise ImageIOError(f"{path}: TIFF has no y/x plane (axes {tiff_axes!r})")
+    data = da.from_zarr(array)
+    if not axes.endswith("yx"):  # e.g. RGB "yxc": move the samples in front
+        order = [i for i, a in enumerate(axes) if a not in "yx"] + [axes.index("y"), axes.index("x")]
+        data = data.transpose(order)
+        axes = "".join(axes[i] for i in order)
+    found = _ome_calibration(tif) if tif.is_ome else _imagej_calibration(tif) if tif.is_imagej else {}
+    if "pixel_size_um" not in found:
+        size = _resolution_um(tif.pages.first, None)
+        if size:
+            found["pixel_size_um"] = size
+    metadata = dict(found.pop("metadata", {}))
+    if "pixel_size_um" not in found:
+        metadata["pixel_size_unknown"] = True
+        found["pixel_size_um"] = (1.0, 1.0)
+    names = found.get("channel_names")
+    if names is not None and len(names) != dict(zip(axes, data.shape)).get("c", 1):
+        found.pop("channel_names")
+    return Image(data=data, axes=axes, metadata=metadata, **found)
+
+
+def _ome_metadata(image: Image, axes: str) -> dict[str, Any]:
+    y_um, x_um = image.pixel_size_um
+    meta: dict[str, Any] = {
+        "axes": axes.upper(),
+        "PhysicalSizeY": y_um, "PhysicalSizeYUnit": "µm",
+        "PhysicalSizeX": x_um, "PhysicalSizeXUnit": "µm",
+    }
+    if image.z_step_um is not None:
+        meta.update(PhysicalSizeZ=image.z_step_um, PhysicalSizeZUnit="µm")
+    if image.time_interval_s is not None:
+        meta.update(TimeIncrement=image.time_interval_s, TimeIncrementUnit="s")
+    if image.channel_names is not None:
+        meta["Channel"] = {"Name": list(image.channel_names)}
+    if image.metadata:
+        meta["Description"] = json.dumps({DESCRIPTION_KEY: image.metadata}, default=str)
+    return meta
+
+
+def write_tiff(path: Path, image: Image) -> Path:
+    """Stream ``image`` into an OME-TIFF at ``path`` via a temporary file renamed at the end."""
+    data, axes = canonical_data(image)
+    assert set(axes) <= set(CANONICAL_AXES)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    y_um, x_um = image.pixel_size_um
+    try:
+        tifffile.imwrite(
+            tmp,
+            iter_planes(data),
+            shape=data.shape,
+            dtype=data.dtype,
+            ome=True,
+            photometric="minisblack",
+            metadata=_ome_metadata(image, axes),
+            resolution=(1e4 / x_um, 1e4 / y_um),
+            resolutionunit="CENTIMETER",
+            bigtiff=data.nbytes > 2**31,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
