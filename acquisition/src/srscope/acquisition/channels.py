@@ -1,0 +1,135 @@
+"""Which model super-resolves which channel.
+
+A multi-channel acquisition usually needs one network per fluorophore (a DAPI-trained model
+does not know FITC filaments). Frames whose channel maps to no model are not super-resolved:
+their raw frame is kept by the microscope software as always, and the SR store simply has no
+plane for them. All models of one run must share one integer scale factor, because the SR
+store holds every channel of a position in one array on one output pixel grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from srscope.runtime.card import ModelCard
+
+
+@runtime_checkable
+class SupportsEnhance(Protocol):
+    """What the live pipeline needs from a model: :class:`srscope.runtime.Enhancer` provides it."""
+
+    card: ModelCard
+
+    def enhance_many(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class ChannelMappingError(ValueError):
+    """The channel → model mapping cannot be used for one run (e.g. mixed scale factors)."""
+
+
+def parse_channel_spec(items: Sequence[str]) -> dict[str, Path]:
+    """Parse CLI ``NAME=MODEL.onnx`` items into a mapping (one-line errors for bad items)."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ChannelMappingError(f"channel model {item!r} is not of the form NAME=MODEL.onnx")
+        if name in out:
+            raise ChannelMappingError(f"channel {name!r} is mapped twice")
+        out[name] = Path(path)
+    return out
+
+
+class ChannelModels:
+    """Maps channel names (Micro-Manager channel preset names) to loaded models.
+
+    ``default`` serves every channel not named in ``by_channel`` (and frames with no channel);
+    with ``default=None`` those frames pass through without SR.
+    """
+
+    def __init__(self, by_channel: Mapping[str, SupportsEnhance] | None = None,
+                 default: SupportsEnhance | None = None) -> None:
+        self.by_channel: dict[str, SupportsEnhance] = dict(by_channel or {})
+        self.default = default
+        models = self.models()
+        if not models:
+            raise ChannelMappingError("no model given: pass a default model and/or per-channel models")
+        scales = {m.card.integer_scale for m in models}
+        if len(scales) != 1:
+            raise ChannelMappingError(
+                f"all models of one run must share one scale factor, got {sorted(scales)}")
+        self.scale: int = scales.pop()
+
+    @classmethod
+    def single(cls, model: SupportsEnhance) -> ChannelModels:
+        return cls(default=model)
+
+    @classmethod
+    def from_files(cls, default: str | Path | None = None,
+                   by_channel: Mapping[str, str | Path] | None = None,
+                   **enhancer_options: Any) -> ChannelModels:
+        """Load ONNX models with :meth:`srscope.runtime.Enhancer.from_file`, sharing sessions
+        between channels that name the same file."""
+        from srscope.runtime import Enhancer
+
+        loaded: dict[Path, SupportsEnhance] = {}
+
+        def load(path: str | Path) -> SupportsEnhance:
+            key = Path(path).resolve()
+            if key not in loaded:
+                loaded[key] = Enhancer.from_file(key, **enhancer_options)
+            return loaded[key]
+
+        return cls({name: load(p) for name, p in (by_channel or {}).items()},
+                   default=load(default) if default is not None else None)
+
+    def model_for(self, channel: str | None) -> SupportsEnhance | None:
+        if channel is not None and channel in self.by_channel:
+            return self.by_channel[channel]
+        return self.default
+
+    def models(self) -> list[SupportsEnhance]:
+        """Distinct model objects, default first."""
+        seen: list[SupportsEnhance] = []
+        for m in ([self.default] if self.default is not None else []) + list(self.by_channel.values()):
+            if all(m is not s for s in seen):
+                seen.append(m)
+        return seen
+
+    def sr_channels(self, channels: Sequence[str]) -> list[str]:
+        """The subset of ``channels`` (in acquisition order) that will be super-resolved."""
+        return [c for c in channels if self.model_for(c) is not None]
+
+    def provenance(self) -> dict[str, Any]:
+        """Model identity for the OME-Zarr metadata: name, version, weights checksum, full card,
+        and the inference settings the runtime actually used."""
+        def describe(m: SupportsEnhance) -> dict[str, Any]:
+            card = m.card
+            return {
+                "name": card.name,
+                "version": card.version,
+                "weights_sha256": card.weights_sha256,
+                "card": card.to_json(),
+                "card_sha256": hashlib.sha256(card.to_json().encode()).hexdigest(),
+                "inference": {k: _jsonable(getattr(m, k, None))
+                              for k in ("provider", "tile", "overlap", "batch_size", "device")
+                              if getattr(m, k, None) is not None},
+            }
+
+        return {
+            "scale_factor": self.scale,
+            "default": describe(self.default) if self.default is not None else None,
+            "by_channel": {name: describe(m) for name, m in self.by_channel.items()},
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)

@@ -1,0 +1,331 @@
+"""Bounded queue + inference worker: the acquisition callback only enqueues, a worker thread
+batches frames through the model and writes SR planes.
+
+Why a worker: acquisition callbacks run on the acquisition (or relay) thread, and a handler
+that blocks there stalls the acquisition; inference on a CPU takes tens to hundreds of ms.
+
+Backpressure when inference is slower than the camera:
+
+``block`` (default, never drops)
+    The queue holds at most ``max_queued`` frames (bounded memory). When it is full the
+    callback waits for a free slot, so no SR frame is ever lost; the waiting time is reported
+    as ``blocked_s``. Size the queue for the burst you expect (a 512×512 uint16 frame is 0.5 MB),
+    so that in normal runs the callback never waits.
+``drop-oldest`` (preview use)
+    The callback never waits: a full queue evicts its oldest frame, which is counted, its
+    (position, t, c, z) recorded in the summary and store metadata, and left as a NaN plane.
+
+Raw frames are never touched: the hook copies the frame before queueing and the microscope
+software stores the original. A model or writer failure is logged once with context, disables
+that model (or the writer) for the rest of the run and counts the affected frames as failed;
+the acquisition keeps running and the store stays valid up to the last good plane.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from srscope.acquisition.channels import ChannelModels, SupportsEnhance
+from srscope.acquisition.summary import RunSummary
+from srscope.acquisition.writer import PositionGeometry, SRStoreWriter
+
+log = logging.getLogger("srscope.acquisition")
+
+_PIXEL_SIZE_TOLERANCE = 0.02  # relative; beyond this the model sees a magnification it was not trained for
+
+
+class Backpressure(str, enum.Enum):
+    BLOCK = "block"
+    DROP_OLDEST = "drop-oldest"
+
+
+@dataclass(frozen=True)
+class FrameKey:
+    """Where a frame belongs: position index, time point, channel name, z plane."""
+
+    position: int
+    t: int
+    channel: str | None
+    z: int
+
+
+@dataclass
+class LiveFrame:
+    key: FrameKey
+    data: np.ndarray
+    t_in: float
+    stage_um: tuple[float, float, float] | None = None
+    pixel_size_um: float | None = None
+    position_name: str | None = None
+
+
+class _FrameQueue:
+    """A deque with a capacity, blocking or evicting when full; ``close`` wakes everyone."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[LiveFrame] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._dead = False  # the worker is gone: never block producers again
+
+    def put(self, frame: LiveFrame, policy: Backpressure) -> tuple[LiveFrame | None, float, bool]:
+        """Returns (evicted frame or None, seconds blocked, accepted)."""
+        with self._cond:
+            if self._dead or self._closed:
+                return None, 0.0, False
+            waited = 0.0
+            evicted = None
+            if len(self._items) >= self.capacity:
+                if policy is Backpressure.DROP_OLDEST:
+                    evicted = self._items.popleft()
+                else:
+                    t0 = time.perf_counter()
+                    while len(self._items) >= self.capacity and not (self._dead or self._closed):
+                        self._cond.wait()
+                    waited = time.perf_counter() - t0
+                    if self._dead or self._closed:
+                        return None, waited, False
+            self._items.append(frame)
+            self._cond.notify_all()
+            return evicted, waited, True
+
+    def get_batch(self, n: int) -> list[LiveFrame]:
+        """Wait for at least one frame; take up to ``n`` already queued. Empty list: closed and drained."""
+        with self._cond:
+            while not self._items and not self._closed:
+                self._cond.wait()
+            batch = [self._items.popleft() for _ in range(min(n, len(self._items)))]
+            self._cond.notify_all()
+            return batch
+
+    def take_all(self) -> list[LiveFrame]:
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return items
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def mark_dead(self) -> None:
+        with self._cond:
+            self._dead = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class LivePipeline:
+    """Accepts frames from any acquisition hook and turns them into SR planes in ``writer``.
+
+    ``pixel_size_um`` overrides the camera pixel size reported with each frame (needed when the
+    microscope has no pixel-size calibration); without either, the model card's input pixel
+    size is assumed and a warning is recorded. ``z_step_um``/``t_interval_s`` go into the NGFF
+    scale of each image.
+    """
+
+    def __init__(self, models: ChannelModels, writer: SRStoreWriter, *,
+                 policy: Backpressure | str = Backpressure.BLOCK, max_queued: int = 64,
+                 batch_size: int = 4, pixel_size_um: float | None = None,
+                 z_step_um: float | None = None, t_interval_s: float | None = None) -> None:
+        if max_queued < 1 or batch_size < 1:
+            raise ValueError("max_queued and batch_size must be >= 1")
+        self.models = models
+        self.writer = writer
+        self.policy = Backpressure(policy)
+        self.batch_size = batch_size
+        self.pixel_size_um = pixel_size_um
+        self.z_step_um = z_step_um
+        self.t_interval_s = t_interval_s
+        self._queue = _FrameQueue(max_queued)
+        self._lock = threading.Lock()
+        self._summary = RunSummary(policy=self.policy.value)
+        self._latencies: list[float] = []
+        self._callbacks: list[float] = []
+        self._t_first: float | None = None
+        self._t_last_out: float | None = None
+        self._failed_models: set[int] = set()
+        self._writer_failed = False
+        self._warned: set[str] = set()
+        self._abort = threading.Event()
+        self._finished = False
+        self._worker = threading.Thread(target=self._run_worker, name="srscope-sr-worker", daemon=True)
+        self._worker.start()
+
+    # ---------------------------------------------------------------- producer side
+    def submit(self, frame: LiveFrame) -> None:
+        """Hand one frame to SR. Never raises: a hook must not break the acquisition."""
+        try:
+            with self._lock:
+                self._summary.frames_in += 1
+                if self._t_first is None:
+                    self._t_first = frame.t_in
+            if self.models.model_for(frame.key.channel) is None:
+                with self._lock:
+                    self._summary.frames_passed_through += 1
+                return
+            evicted, waited, accepted = self._queue.put(frame, self.policy)
+            with self._lock:
+                self._summary.blocked_s += waited
+                if evicted is not None:
+                    self._summary.frames_skipped += 1
+                    self._summary.skipped_frames.append(asdict(evicted.key))
+                if not accepted:
+                    self._summary.frames_failed += 1
+                    self._summary.failed_frames.append(asdict(frame.key))
+        except Exception as exc:  # pragma: no cover - defensive: never raise into the acquisition
+            self._warn_once("submit", f"could not queue frame {frame.key}: {exc!r}", error=True)
+
+    def record_callback(self, seconds: float) -> None:
+        """Hooks report how long their callback took (measured around the whole callback)."""
+        with self._lock:
+            self._callbacks.append(seconds)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # ---------------------------------------------------------------- ending a run
+    def finish(self, timeout: float | None = None) -> RunSummary:
+        """No more frames: drain the queue, write everything, close the store as complete."""
+        self._queue.close()
+        self._worker.join(timeout)
+        if self._worker.is_alive():
+            self._warn_once("finish-timeout", f"SR worker still busy after {timeout} s; aborting", error=True)
+            return self.abort()
+        status = "complete" if self._summary.frames_failed == 0 else "complete_with_errors"
+        return self._close(status)
+
+    def abort(self, *, drain: bool = False, timeout: float | None = 30.0) -> RunSummary:
+        """Stop now; frames still queued are counted unprocessed (or processed with ``drain``)."""
+        if not drain:
+            self._abort.set()
+        self._queue.close()
+        self._worker.join(timeout)
+        left = self._queue.take_all()
+        with self._lock:
+            self._summary.frames_unprocessed += len(left)
+        return self._close("aborted")
+
+    def summary(self) -> RunSummary:
+        """A snapshot of the counts so far (final once :meth:`finish` or :meth:`abort` returned)."""
+        with self._lock:
+            s = RunSummary(**{k: (list(v) if isinstance(v, list) else v)
+                              for k, v in self._summary.__dict__.items()})
+            s.set_latencies(list(self._latencies), list(self._callbacks))
+            if self._t_first is not None:
+                end = self._t_last_out if self._t_last_out is not None else time.perf_counter()
+                s.wall_s = max(0.0, end - self._t_first)
+        return s
+
+    def _close(self, status: str) -> RunSummary:
+        with self._lock:
+            self._summary.status = status
+            self._finished = True
+        summary = self.summary()
+        try:
+            self.writer.close(status, summary=summary.to_dict())
+        except Exception as exc:
+            self._warn_once("close", f"could not finalise SR store metadata: {exc!r}", error=True)
+        return summary
+
+    # ---------------------------------------------------------------- worker side
+    def _run_worker(self) -> None:
+        try:
+            while not self._abort.is_set():
+                batch = self._queue.get_batch(self.batch_size)
+                if not batch:
+                    return
+                self._process(batch)
+        except BaseException as exc:  # the worker must never die silently with producers blocked
+            self._warn_once("worker", f"SR worker crashed: {exc!r}", error=True)
+            self._queue.mark_dead()
+            left = self._queue.take_all()
+            with self._lock:
+                self._summary.frames_failed += len(left)
+                self._summary.failed_frames.extend(asdict(f.key) for f in left)
+
+    def _process(self, batch: list[LiveFrame]) -> None:
+        groups: dict[int, tuple[SupportsEnhance, list[LiveFrame]]] = {}
+        for frame in batch:
+            model = self.models.model_for(frame.key.channel)
+            assert model is not None  # pass-through frames are never queued
+            groups.setdefault(id(model), (model, []))[1].append(frame)
+        for model, frames in groups.values():
+            if id(model) in self._failed_models or self._writer_failed:
+                self._fail(frames)
+                continue
+            try:
+                outputs = model.enhance_many([f.data for f in frames])
+            except Exception as exc:
+                self._failed_models.add(id(model))
+                self._warn_once(f"model-{id(model)}",
+                                f"model {model.card.name!r} failed on frame {frames[0].key} "
+                                f"(shape {frames[0].data.shape}, {frames[0].data.dtype}): {exc!r}; "
+                                "SR disabled for its channels for the rest of the run, raw data unaffected",
+                                error=True)
+                self._fail(frames)
+                continue
+            for frame, plane in zip(frames, outputs):
+                self._write(frame, plane, model)
+
+    def _write(self, frame: LiveFrame, plane: np.ndarray, model: SupportsEnhance) -> None:
+        if self._writer_failed:
+            self._fail([frame])
+            return
+        key = frame.key
+        try:
+            self.writer.open_position(key.position, self._geometry(frame, model), name=frame.position_name)
+            self.writer.write(key.position, key.t, key.channel or "sr", key.z, plane)
+        except Exception as exc:
+            self._writer_failed = True
+            self._warn_once("writer", f"writing SR frame {key} to {self.writer.path} failed: {exc!r}; "
+                            "SR writing stopped, the store is valid up to the previous frame", error=True)
+            self._fail([frame])
+            return
+        done = time.perf_counter()
+        with self._lock:
+            self._summary.frames_super_resolved += 1
+            self._latencies.append(done - frame.t_in)
+            self._t_last_out = done
+
+    def _fail(self, frames: Sequence[LiveFrame]) -> None:
+        with self._lock:
+            self._summary.frames_failed += len(frames)
+            self._summary.failed_frames.extend(asdict(f.key) for f in frames)
+
+    def _geometry(self, frame: LiveFrame, model: SupportsEnhance) -> PositionGeometry:
+        card = model.card
+        pixel = self.pixel_size_um or frame.pixel_size_um
+        if not pixel or pixel <= 0:
+            pixel = card.input_pixel_size_um
+            self._warn_once("pixel-unknown", "camera pixel size unknown (no pixel-size calibration): "
+                            f"assuming the model's input pixel size {pixel} µm")
+        elif abs(pixel - card.input_pixel_size_um) > _PIXEL_SIZE_TOLERANCE * card.input_pixel_size_um:
+            self._warn_once("pixel-mismatch", f"frames have {pixel} µm pixels but model {card.name!r} "
+                            f"expects {card.input_pixel_size_um} µm: SR output may be unreliable")
+        return PositionGeometry(input_shape=tuple(frame.data.shape[-2:]), input_pixel_size_um=float(pixel),
+                                scale=self.models.scale, stage_um=frame.stage_um or (0.0, 0.0, 0.0),
+                                z_step_um=self.z_step_um, t_interval_s=self.t_interval_s)
+
+    def _warn_once(self, kind: str, message: str, *, error: bool = False) -> None:
+        with self._lock:
+            if kind in self._warned:
+                return
+            self._warned.add(kind)
+            (self._summary.errors if error else self._summary.warnings).append(message)
+        (log.error if error else log.warning)(message)

@@ -1,0 +1,144 @@
+"""pymmcore-plus hook: an MDA handler (``mda.run(seq, output=[raw, handler])``) that
+super-resolves frames live.
+
+The raw frames are stored by pymmcore-plus's own writer (the ``raw`` output, an OME-Zarr
+written by ome-writers), untouched; the handler copies each frame into the SR pipeline and
+returns at once. Use it either way:
+
+* ``core.mda.run(seq, output=["raw.ome.zarr", handler])``: pymmcore-plus calls the handler on
+  its relay thread. An exception there would only be logged and later frames silently lost,
+  so the handler never raises; errors land in the run summary.
+* ``with handler.connected(core): core.mda.run(seq, output="raw.ome.zarr")``: the handler is
+  connected straight to ``core.mda.events`` and runs on the acquisition thread itself, which
+  is fine because it only enqueues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import useq
+
+from srscope.acquisition.channels import ChannelModels
+from srscope.acquisition.pipeline import Backpressure, FrameKey, LiveFrame, LivePipeline
+from srscope.acquisition.summary import RunSummary
+from srscope.acquisition.writer import SRStoreWriter
+
+log = logging.getLogger("srscope.acquisition")
+
+
+def sequence_layout(sequence: useq.MDASequence) -> dict[str, Any]:
+    """Sizes, channel names, z step and time interval of a sequence, for the SR store."""
+    sizes = dict(sequence.sizes)
+    channels = [c.config for c in sequence.channels]
+    z_step = getattr(sequence.z_plan, "step", None) if sequence.z_plan is not None else None
+    interval = getattr(sequence.time_plan, "interval", None) if sequence.time_plan is not None else None
+    interval_s = interval.total_seconds() if interval is not None else None
+    return {"t": max(1, sizes.get("t", 1)), "z": max(1, sizes.get("z", 1)), "channels": channels,
+            "z_step_um": z_step, "t_interval_s": interval_s}
+
+
+class LiveSRHandler:
+    """Super-resolves every frame of a pymmcore-plus MDA into an OME-Zarr store.
+
+    One handler serves one run (``sequenceStarted`` → ``sequenceFinished``); the final
+    :class:`RunSummary` is in :attr:`summary` afterwards, and in the store's metadata.
+    """
+
+    def __init__(self, models: ChannelModels, out: str | Path, *, policy: Backpressure | str = "block",
+                 max_queued: int = 64, batch_size: int = 4, pixel_size_um: float | None = None,
+                 overwrite: bool = False, raw_store: str | Path | None = None) -> None:
+        self.models = models
+        self.out = Path(out)
+        self.policy = Backpressure(policy)
+        self.max_queued = max_queued
+        self.batch_size = batch_size
+        self.pixel_size_um = pixel_size_um
+        self.overwrite = overwrite
+        self.raw_store = str(raw_store) if raw_store is not None else None
+        self.pipeline: LivePipeline | None = None
+        self.summary: RunSummary | None = None
+        self._positions: dict[tuple[int, int], int] = {}
+
+    # -- pymmcore-plus MDA signals (names fixed by pymmcore-plus) --------------------------
+    def sequenceStarted(self, sequence: useq.MDASequence, meta: Mapping | None = None) -> None:  # noqa: N802
+        layout = sequence_layout(sequence) if isinstance(sequence, useq.MDASequence) else {
+            "t": 1, "z": 1, "channels": [], "z_step_um": None, "t_interval_s": None}
+        writer = SRStoreWriter(
+            self.out, overwrite=self.overwrite, raw_store=self.raw_store,
+            channels=self.models.sr_channels(layout["channels"]),
+            size_hints={"t": layout["t"], "z": layout["z"]},
+            provenance={"models": self.models.provenance(), "hook": "pymmcore-plus MDA handler",
+                        "backpressure": self.policy.value, "max_queued": self.max_queued,
+                        "worker_batch_size": self.batch_size,
+                        "sequence": _sequence_json(sequence)},
+        )
+        self._positions.clear()
+        self.summary = None
+        self.pipeline = LivePipeline(self.models, writer, policy=self.policy, max_queued=self.max_queued,
+                                     batch_size=self.batch_size, pixel_size_um=self.pixel_size_um,
+                                     z_step_um=layout["z_step_um"], t_interval_s=layout["t_interval_s"])
+
+    def frameReady(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping | None = None) -> None:  # noqa: N802
+        t0 = time.perf_counter()
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        try:
+            frame = self._frame(image, event, meta or {}, t0)
+        except Exception as exc:  # never raise into pymmcore-plus: it would drop later frames
+            log.error("srscope: could not read frame metadata of %s: %r", event, exc)
+            return
+        pipeline.submit(frame)
+        pipeline.record_callback(time.perf_counter() - t0)
+
+    def sequenceFinished(self, sequence: Any = None) -> None:  # noqa: N802
+        if self.pipeline is not None and self.summary is None:
+            self.summary = self.pipeline.finish()
+            log.info("%s", self.summary.format())
+
+    def sequenceCanceled(self, sequence: Any = None) -> None:  # noqa: N802
+        """Cancelled runs still drain: every frame that was acquired is super-resolved."""
+
+    # -- helpers ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def connected(self, core: Any) -> Iterator[LiveSRHandler]:
+        """Connect directly to ``core.mda.events`` (callbacks on the acquisition thread)."""
+        events = core.mda.events
+        pairs = [(events.sequenceStarted, self.sequenceStarted), (events.frameReady, self.frameReady),
+                 (events.sequenceFinished, self.sequenceFinished)]
+        for signal, slot in pairs:
+            signal.connect(slot)
+        try:
+            yield self
+        finally:
+            for signal, slot in pairs:
+                with contextlib.suppress(Exception):
+                    signal.disconnect(slot)
+
+    def _frame(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping, t0: float) -> LiveFrame:
+        index = event.index
+        p, g = int(index.get("p", 0)), int(index.get("g", 0))
+        position = self._positions.setdefault((p, g), len(self._positions))
+        channel = event.channel.config if event.channel is not None else None
+        stage = meta.get("position") or {}
+        stage_um = (float(stage.get("x", event.x_pos or 0.0) or 0.0),
+                    float(stage.get("y", event.y_pos or 0.0) or 0.0),
+                    float(stage.get("z", event.z_pos or 0.0) or 0.0))
+        pixel = meta.get("pixel_size_um")
+        return LiveFrame(key=FrameKey(position, int(index.get("t", 0)), channel, int(index.get("z", 0))),
+                         data=np.array(image, copy=True), t_in=t0, stage_um=stage_um,
+                         pixel_size_um=float(pixel) if pixel else None, position_name=event.pos_name)
+
+
+def _sequence_json(sequence: Any) -> Any:
+    try:
+        return sequence.model_dump(mode="json", exclude_unset=True)
+    except Exception:
+        return None
