@@ -1,0 +1,106 @@
+"""Export: ONNX graph contract, model card, parity with PyTorch, fp16 variant, halo correctness."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from srscope.runtime.card import read_card
+from srscope.training.cli import main as srtrain
+from srscope.training.gan.checkpoint import load_checkpoint
+from srscope.training.gan.export import ExportGraph, ParityError, export_checkpoint
+from srscope.training.gan.networks import Generator, GeneratorConfig
+from srscope.training.gan.toydata import write_toy_dataset
+from srscope.training.gan.trainer import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("export")
+    toy = write_toy_dataset(root / "toy.zarr", n_train=8, n_val=4, n_test=4)
+    train(TrainConfig(dataset=str(toy), out=str(root / "run"), iterations=6, width=4, batch_size=2,
+                      val_every=3, val_patches=4, progress=False))
+    return root / "run"
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_export_meets_the_graph_contract_and_matches_pytorch(run_dir, tmp_path):
+    out = tmp_path / "m.onnx"
+    report = export_checkpoint(run_dir, out)
+    assert report.max_abs_diff < 1e-4
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    card = read_card(out)  # verifies the weights checksum
+    assert card.integer_scale == 2 and card.size_multiple == 8 and card.precision == "fp32"
+    assert card.normalization.offset == 100.0 and card.denormalization.scale == 2000.0
+    assert card.provenance["iterations_run"] == 6 and card.provenance["generator_width"] == 4
+    sess = _session(out)
+    x = np.random.default_rng(1).random((3, 1, 24, 40), dtype=np.float32)
+    y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert y.shape == (3, 1, 48, 80) and y.dtype == np.float32
+    # independent reference: the checkpoint's generator behind torch's bilinear ×2
+    state = load_checkpoint(run_dir)
+    g = Generator(GeneratorConfig(**state["generator_config"]))
+    g.load_state_dict(state["generator"])
+    with torch.no_grad():
+        ref = g(torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=2, mode="bilinear",
+                                                align_corners=False)).numpy()
+    np.testing.assert_allclose(y, ref, atol=1e-4)
+
+
+def test_halo_covers_everything_that_influences_an_output_pixel(run_dir, tmp_path):
+    out = tmp_path / "m.onnx"
+    export_checkpoint(run_dir, out)
+    card = read_card(out)
+    h = card.halo_px
+    n = 2 * h + 3 * card.size_multiple
+    n -= n % card.size_multiple
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 1, n, n), dtype=np.float32)
+    x2 = x.copy()
+    c = n // 2
+    keep = np.zeros_like(x2, dtype=bool)
+    keep[..., c - h:c + h + 1, c - h:c + h + 1] = True
+    x2[~keep] = rng.random(int((~keep).sum()), dtype=np.float32)
+    sess = _session(out)
+    name = sess.get_inputs()[0].name
+    y1, y2 = sess.run(None, {name: x})[0], sess.run(None, {name: x2})[0]
+    s = card.integer_scale
+    assert np.array_equal(y1[..., c * s, c * s], y2[..., c * s, c * s])
+
+
+def test_fp16_variant_runs_in_half_precision(run_dir, tmp_path):
+    out = tmp_path / "m16.onnx"
+    report = export_checkpoint(run_dir, out, fp16=True)
+    card = read_card(out)
+    assert card.precision == "fp16" and report.max_abs_diff < 5e-2
+    sess = _session(out)
+    assert sess.get_inputs()[0].type == "tensor(float16)"
+    y = sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 1, 16, 16), np.float16)})[0]
+    assert y.dtype == np.float16 and y.shape == (1, 1, 32, 32)
+    fp32 = tmp_path / "m32.onnx"
+    export_checkpoint(run_dir, fp32)
+    assert out.stat().st_size < 0.6 * fp32.stat().st_size
+
+
+def test_parity_failure_blocks_the_file(run_dir, tmp_path):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ParityError, match="tolerance"):
+        export_checkpoint(run_dir, out, fp16=True, tolerance=0.0)
+    assert not out.exists()
+
+
+def test_export_cli_reports_parity(run_dir, tmp_path, capsys):
+    assert srtrain(["export", str(run_dir / "best.pt"), str(tmp_path / "cli.onnx")]) == 0
+    assert "max |diff|" in capsys.readouterr().out
+    assert srtrain(["export", str(tmp_path / "nothing.pt"), str(tmp_path / "x.onnx")]) == 2
+
+
+def test_export_graph_without_scale_is_the_generator_alone():
+    g = Generator(GeneratorConfig(width=2)).eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ExportGraph(g, 1)(x), g(x))
