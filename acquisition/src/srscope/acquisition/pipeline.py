@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 from srscope.acquisition.channels import ChannelModels, SupportsEnhance
 from srscope.acquisition.summary import RunSummary
 from srscope.acquisition.writer import PositionGeometry, SRStoreWriter
@@ -187,7 +186,7 @@ class LivePipeline:
                 if not accepted:
                     self._summary.frames_failed += 1
                     self._summary.failed_frames.append(asdict(frame.key))
-        except Exception as exc:  # pragma: no cover - defensive: never raise into the acquisition
+        except Exception as exc:  # pragma: no cover - defensive: never raise into the acquisition  # noqa: BLE001 - isolate the acquisition from SR failures
             self._warn_once("submit", f"could not queue frame {frame.key}: {exc!r}", error=True)
 
     def record_callback(self, seconds: float) -> None:
@@ -239,7 +238,7 @@ class LivePipeline:
         summary = self.summary()
         try:
             self.writer.close(status, summary=summary.to_dict())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolate the acquisition from SR failures
             self._warn_once("close", f"could not finalise SR store metadata: {exc!r}", error=True)
         return summary
 
@@ -251,7 +250,7 @@ class LivePipeline:
                 if not batch:
                     return
                 self._process(batch)
-        except BaseException as exc:  # the worker must never die silently with producers blocked
+        except BaseException as exc:  # the worker must never die silently with producers blocked  # noqa: BLE001 - isolate the acquisition from SR failures
             self._warn_once("worker", f"SR worker crashed: {exc!r}", error=True)
             self._queue.mark_dead()
             left = self._queue.take_all()
@@ -271,7 +270,7 @@ class LivePipeline:
                 continue
             try:
                 outputs = model.enhance_many([f.data for f in frames])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - isolate the acquisition from SR failures
                 self._failed_models.add(id(model))
                 self._warn_once(f"model-{id(model)}",
                                 f"model {model.card.name!r} failed on frame {frames[0].key} "
@@ -291,7 +290,7 @@ class LivePipeline:
         try:
             self.writer.open_position(key.position, self._geometry(frame, model), name=frame.position_name)
             self.writer.write(key.position, key.t, key.channel or "sr", key.z, plane)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolate the acquisition from SR failures
             self._writer_failed = True
             self._warn_once("writer", f"writing SR frame {key} to {self.writer.path} failed: {exc!r}; "
                             "SR writing stopped, the store is valid up to the previous frame", error=True)

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import useq
-
 from srscope.acquisition.channels import ChannelModels
 from srscope.acquisition.pipeline import Backpressure, FrameKey, LiveFrame, LivePipeline
 from srscope.acquisition.summary import RunSummary
@@ -67,7 +66,7 @@ class LiveSRHandler:
         self._positions: dict[tuple[int, int], int] = {}
 
     # -- pymmcore-plus MDA signals (names fixed by pymmcore-plus) --------------------------
-    def sequenceStarted(self, sequence: useq.MDASequence, meta: Mapping | None = None) -> None:  # noqa: N802
+    def sequenceStarted(self, sequence: useq.MDASequence, meta: Mapping | None = None) -> None:
         layout = sequence_layout(sequence) if isinstance(sequence, useq.MDASequence) else {
             "t": 1, "z": 1, "channels": [], "z_step_um": None, "t_interval_s": None}
         writer = SRStoreWriter(
@@ -85,25 +84,25 @@ class LiveSRHandler:
                                      batch_size=self.batch_size, pixel_size_um=self.pixel_size_um,
                                      z_step_um=layout["z_step_um"], t_interval_s=layout["t_interval_s"])
 
-    def frameReady(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping | None = None) -> None:  # noqa: N802
+    def frameReady(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping | None = None) -> None:
         t0 = time.perf_counter()
         pipeline = self.pipeline
         if pipeline is None:
             return
         try:
             frame = self._frame(image, event, meta or {}, t0)
-        except Exception as exc:  # never raise into pymmcore-plus: it would drop later frames
+        except Exception as exc:  # never raise into pymmcore-plus: it would drop later frames  # noqa: BLE001 - isolate the acquisition from SR failures
             log.error("srscope: could not read frame metadata of %s: %r", event, exc)
             return
         pipeline.submit(frame)
         pipeline.record_callback(time.perf_counter() - t0)
 
-    def sequenceFinished(self, sequence: Any = None) -> None:  # noqa: N802
+    def sequenceFinished(self, sequence: Any = None) -> None:
         if self.pipeline is not None and self.summary is None:
             self.summary = self.pipeline.finish()
             log.info("%s", self.summary.format())
 
-    def sequenceCanceled(self, sequence: Any = None) -> None:  # noqa: N802
+    def sequenceCanceled(self, sequence: Any = None) -> None:
         """Cancelled runs still drain: every frame that was acquired is super-resolved."""
 
     # -- helpers ---------------------------------------------------------------------------
@@ -140,5 +139,5 @@ class LiveSRHandler:
 def _sequence_json(sequence: Any) -> Any:
     try:
         return sequence.model_dump(mode="json", exclude_unset=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - provenance is best-effort
         return None

@@ -49,7 +49,7 @@ def _blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     out = image
     for axis in (0, 1):
         padded = np.concatenate([np.take(out, range(-r, 0), axis=axis), out,
-                                 np.take(out, range(0, r), axis=axis)], axis=axis)
+                                 np.take(out, range(r), axis=axis)], axis=axis)
         acc = np.zeros_like(out)
         for i, w in enumerate(k):
             acc += w * np.take(padded, range(i, i + out.shape[axis]), axis=axis)
@@ -67,7 +67,7 @@ class SimulatedSlide:
     def __init__(self, *, seed: int = 0, fine_px_um: float = SIMULATED_PIXEL_SIZE_UM / 2,
                  psf_fwhm_um: float = 0.68, brightness: float = 900.0) -> None:
         rng = np.random.default_rng(seed)
-        n = int(round(_SLIDE_TILE_UM / fine_px_um))
+        n = round(_SLIDE_TILE_UM / fine_px_um)
         self.fine_px_um = _SLIDE_TILE_UM / n
         canvas = np.zeros((n, n), dtype=np.float32)
         # Filaments: smooth random curves drawn as dense point sets.
@@ -160,7 +160,7 @@ class SimulatedShutter(ShutterDevice):
     def get_open(self) -> bool:
         return self._open
 
-    def set_open(self, open: bool) -> None:  # noqa: A002 - name fixed by the device API
+    def set_open(self, open: bool) -> None:
         self._open = bool(open)
 
 

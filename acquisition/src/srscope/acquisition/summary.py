@@ -81,15 +81,15 @@ class RunSummary:
         lines = [
             f"live SR run {self.status} (policy {self.policy}, {self.wall_s:.2f} s)",
             f"  frames in:              {self.frames_in}",
-            f"  frames super-resolved:  {self.frames_super_resolved}"
-            + (f"  ({fps:.2f} frames/s sustained)" if fps else ""),
+            (f"  frames super-resolved:  {self.frames_super_resolved}"
+             + (f"  ({fps:.2f} frames/s sustained)" if fps else "")),
             f"  frames skipped:         {self.frames_skipped}",
             f"  frames passed through:  {self.frames_passed_through} (channel without a model; raw only)",
             f"  frames failed:          {self.frames_failed}",
             f"  frames unprocessed:     {self.frames_unprocessed}",
             f"  SR latency:             mean {ms(self.latency_mean_ms)}, p95 {ms(self.latency_p95_ms)}",
-            f"  hook callback time:     median {ms(self.callback_median_ms)}, p95 {ms(self.callback_p95_ms)},"
-            f" max {ms(self.callback_max_ms)}",
+            (f"  hook callback time:     median {ms(self.callback_median_ms)}, p95 {ms(self.callback_p95_ms)},"
+             f" max {ms(self.callback_max_ms)}"),
         ]
         if self.blocked_s > 0:
             lines.append(f"  acquisition blocked by a full queue for {self.blocked_s:.3f} s in total")
