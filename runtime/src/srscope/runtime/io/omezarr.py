@@ -198,6 +198,11 @@ class OmeZarrWriter:
             raise ImageIOError(f"{path}: not an unfinished srscope store")
         return cls(path, zarr.open_group(path, mode="r+"))
 
+    @classmethod
+    def open_any(cls, path: Path) -> OmeZarrWriter:
+        """Open a store srscope wrote, finished or not, read-only (e.g. to compare :attr:`job`)."""
+        return cls(path, zarr.open_group(path, mode="r"))
+
     def missing_chunks(self) -> int:
         """Level-0 chunks never written. Empty chunks are always stored, so 0 means every plane landed."""
         arr = self.level0

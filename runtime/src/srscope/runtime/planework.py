@@ -1,0 +1,136 @@
+"""What happens to one plane of an ``srrun`` job, in whichever process runs it.
+
+Everything a worker needs travels in a small picklable :class:`PlaneTask` (paths and options, never
+an open session or array): each process opens the input, the models and the output store itself,
+once, and keeps them in a per-process cache. The same function runs the local loop and the tasks
+of a dask.distributed cluster, which is why the two give identical results.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from srscope.runtime.enhancer import Enhancer
+from srscope.runtime.io import OmeZarrWriter, read_image
+from srscope.runtime.io.lazy import canonical_data
+from srscope.runtime.planes import Plane
+from srscope.runtime.progressrecord import ProgressRecord
+
+OUTPUT_DTYPES = ("float32", "uint16")
+
+
+class BatchError(ValueError):
+    """A user-facing problem with an ``srrun`` job; the message is one line."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Enhancer settings and the output dtype; part of the job identity except ``batch_size``/``clip``."""
+
+    device: str = "auto"
+    tile: int | None = 512
+    overlap: int | None = None
+    batch_size: int = 4
+    dtype: str = "float32"
+    clip: bool = False
+
+
+@dataclass(frozen=True)
+class PlaneTask:
+    """The job as seen by a worker: where to read, which model per channel, where to write."""
+
+    input_path: str
+    store_path: str
+    models: tuple[str | None, ...]
+    scale: int
+    options: RunOptions
+
+
+@dataclass(frozen=True)
+class PlaneResult:
+    number: int
+    clipped: int
+    seconds: float
+
+
+_cache: dict[tuple, object] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple, make):
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = make()
+        return _cache[key]
+
+
+def _input(path: str):
+    return _cached(("input", path), lambda: canonical_data(read_image(path))[0])
+
+
+def _enhancer(path: str, options: RunOptions):
+    key = ("model", path, options.device, options.tile, options.overlap, options.batch_size)
+    return _cached(key, lambda: Enhancer.from_file(path, device=options.device, tile=options.tile,
+                                                   overlap=options.overlap, batch_size=options.batch_size))
+
+
+def _level0(store: str):
+    return _cached(("store", store), lambda: OmeZarrWriter.open(Path(store)).level0)
+
+
+def forget_cached(store: str) -> None:
+    """Drop the cached handle to ``store`` (it is about to be deleted or finalised)."""
+    with _cache_lock:
+        _cache.pop(("store", store), None)
+
+
+def passthrough(plane: np.ndarray, scale: int) -> np.ndarray:
+    """Pixel replication onto the output grid: invents no values, so intensities stay as measured."""
+    return np.repeat(np.repeat(np.asarray(plane, dtype=np.float32), scale, axis=0), scale, axis=1)
+
+
+def to_output_dtype(values: np.ndarray, dtype: str, *, clip: bool, where: str) -> tuple[np.ndarray, int]:
+    """Cast to the output dtype; out-of-range integers are an error, or clipped and counted with ``clip``.
+
+    zarr and numpy would silently wrap 70000 to 4464 in uint16; that must never happen to
+    quantitative data, so the range is checked before the cast.
+    """
+    if dtype == "float32":
+        return np.asarray(values, dtype=np.float32), 0
+    info = np.iinfo(dtype)
+    rounded = np.rint(values)
+    low, high = rounded < info.min, rounded > info.max
+    n_out = int(np.count_nonzero(low) + np.count_nonzero(high))
+    if n_out and not clip:
+        raise BatchError(
+            f"{where}: {n_out} output pixel(s) outside the {dtype} range [{info.min}, {info.max}] "
+            f"(min {float(values.min()):.4g}, max {float(values.max()):.4g}); pass --clip to clip them "
+            f"or use --dtype float32")
+    return np.clip(rounded, info.min, info.max).astype(dtype), n_out
+
+
+def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
+    """Read, super-resolve, convert and store one plane, then mark it done."""
+    start = time.perf_counter()
+    where = f"input plane {plane.describe()}"
+    raw = np.asarray(_input(task.input_path)[plane.index].compute(scheduler="synchronous"))
+    if np.issubdtype(raw.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(raw)))
+        if bad:
+            raise BatchError(f"{where} contains {bad} NaN/Inf pixel(s)")
+    model = task.models[plane.channel]
+    if model is None:
+        result = passthrough(raw, task.scale)
+    else:
+        result = _enhancer(model, task.options).enhance(raw)
+    expected = (raw.shape[0] * task.scale, raw.shape[1] * task.scale)
+    if result.shape != expected:
+        raise BatchError(f"{where}: model returned shape {result.shape}, expected {expected}")
+    values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
+    _level0(task.store_path)[plane.index] = values
+    ProgressRecord(task.store_path).mark_done(plane.number, {"clipped": clipped})
+    return PlaneResult(plane.number, clipped, time.perf_counter() - start)
