@@ -65,7 +65,7 @@ class SimulatedSlide:
     """
 
     def __init__(self, *, seed: int = 0, fine_px_um: float = SIMULATED_PIXEL_SIZE_UM / 2,
-                 psf_fwhm_um: float = 0.68, brightness: float = 900.0) -> None:
+                 psf_fwhm_um: float = 0.68, brightness: float = 400.0) -> None:
         rng = np.random.default_rng(seed)
         n = round(_SLIDE_TILE_UM / fine_px_um)
         self.fine_px_um = _SLIDE_TILE_UM / n
@@ -74,10 +74,10 @@ class SimulatedSlide:
         for _ in range(60):
             p = rng.uniform(0, n, size=2)
             heading = rng.uniform(0, 2 * np.pi)
-            curvature = rng.normal(0, 0.02)
+            curvature = rng.normal(0, 0.004)
             steps = int(rng.uniform(0.3, 1.0) * n)
             for _ in range(steps):
-                heading += curvature + rng.normal(0, 0.03)
+                heading += curvature + rng.normal(0, 0.01)
                 p = p + np.array([np.sin(heading), np.cos(heading)])
                 canvas[int(p[0]) % n, int(p[1]) % n] += 1.0
         # Beads: sub-resolution point sources.

@@ -1,0 +1,119 @@
+"""Run one useq MDA on a Micro-Manager configuration with live SR: the engine behind
+``sracquire`` and the live demo.
+
+Two stores come out of a run, side by side::
+
+    run.ome.zarr        super-resolved images (srscope writer, float32, output pixel size)
+    run.raw.ome.zarr    raw camera frames (pymmcore-plus's own ome-writers sink, uint16)
+
+They are separate because raw and SR images differ in shape, pixel size and dtype, and because
+the raw store is written by the microscope software's own writer on the acquisition thread,
+independently of SR: nothing that happens to inference or the SR store can touch raw data.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import useq
+from srscope.acquisition.channels import ChannelModels
+from srscope.acquisition.pipeline import Backpressure
+from srscope.acquisition.pymmcore import LiveSRHandler
+from srscope.acquisition.simulated import SIMULATED_CONFIG, SIMULATED_PIXEL_SIZE_UM
+from srscope.acquisition.summary import RunSummary
+from tqdm import tqdm
+
+log = logging.getLogger("srscope.acquisition")
+
+#: CONFIG value that selects srscope's simulated pure-Python microscope.
+SIMULATED = "simulated"
+
+
+class SessionError(RuntimeError):
+    """The configuration or sequence cannot be used (one-line message for the CLI)."""
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    summary: RunSummary
+    sr_store: Path
+    raw_store: Path
+
+
+def raw_store_for(sr_store: Path) -> Path:
+    """``run.ome.zarr`` → ``run.raw.ome.zarr`` (the raw store sits beside the SR store)."""
+    name = sr_store.name
+    stem = name[: -len(".ome.zarr")] if name.endswith(".ome.zarr") else name.removesuffix(".zarr")
+    return sr_store.with_name(f"{stem}.raw.ome.zarr")
+
+
+def load_sequence(path: str | Path) -> useq.MDASequence:
+    path = Path(path)
+    if not path.is_file():
+        raise SessionError(f"sequence file not found: {path}")
+    try:
+        return useq.MDASequence.from_file(path)
+    except Exception as exc:  # noqa: BLE001 - pydantic/yaml/json raise many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SessionError(f"{path} is not a valid useq MDA sequence: {first}") from None
+
+
+def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelModels, out: str | Path, *,
+                raw_out: str | Path | None = None, policy: Backpressure | str = "block",
+                max_queued: int = 64, batch_size: int = 4, pixel_size_um: float | None = None,
+                overwrite: bool = False, progress: bool = True,
+                camera_roi: tuple[int, int, int, int] | None = None,
+                exposure_ms: float | None = None) -> SessionResult:
+    """Load ``config`` into a UniMMCore, run ``sequence`` with raw + SR outputs, tear down."""
+    from pymmcore_plus.experimental.unicore import UniMMCore
+
+    out = Path(out)
+    raw_path = Path(raw_out) if raw_out is not None else raw_store_for(out)
+    for p in (out, raw_path):
+        if p.exists() and not overwrite:
+            raise SessionError(f"{p} already exists (use --overwrite to replace it)")
+    simulated = str(config) == SIMULATED
+    cfg = SIMULATED_CONFIG if simulated else Path(config)
+    if not cfg.is_file():
+        raise SessionError(f"Micro-Manager config not found: {cfg}")
+    if simulated and pixel_size_um is None:
+        pixel_size_um = SIMULATED_PIXEL_SIZE_UM
+
+    core = UniMMCore()
+    try:
+        try:
+            core.loadSystemConfiguration(str(cfg))
+        except Exception as exc:  # noqa: BLE001 - the core raises RuntimeError/ValueError/OSError
+            msg = str(exc).strip().splitlines()
+            raise SessionError(f"cannot load Micro-Manager config {cfg}: {msg[-1] if msg else exc!r}") from None
+        if camera_roi is not None:
+            core.setROI(*camera_roi)
+        if exposure_ms is not None:
+            core.setExposure(exposure_ms)
+        handler = LiveSRHandler(models, out, policy=policy, max_queued=max_queued, batch_size=batch_size,
+                                pixel_size_um=pixel_size_um, overwrite=overwrite, raw_store=str(raw_path))
+        n_events = sum(1 for _ in sequence)
+        bar = tqdm(total=n_events, unit="frame", desc="acquiring", disable=not progress)
+
+        def tick(*_: object) -> None:
+            bar.update(1)
+            if handler.pipeline is not None:
+                bar.set_postfix(sr_queue=handler.pipeline.queued, refresh=False)
+
+        core.mda.events.frameReady.connect(tick)
+        try:
+            core.mda.run(sequence, output=[str(raw_path), handler], overwrite=overwrite)
+        finally:
+            core.mda.events.frameReady.disconnect(tick)
+            bar.close()
+        if handler.summary is None:  # the run errored before sequenceFinished reached the handler
+            handler.summary = handler.pipeline.abort(drain=True) if handler.pipeline else RunSummary(status="failed")
+        return SessionResult(handler.summary, out, raw_path)
+    finally:
+        # UniMMCore must be torn down explicitly, or Python aborts at interpreter exit.
+        core.unloadAllDevices()
+        del core
+        gc.collect()
