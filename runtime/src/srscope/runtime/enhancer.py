@@ -28,9 +28,9 @@ DEFAULT_BLEND_PX = 8
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
-def default_overlap(card: ModelCard) -> int:
+def default_overlap(card: ModelCard, halo: int | None = None) -> int:
     """Tile overlap in input pixels: both halos plus a blend ramp, rounded to the size multiple."""
-    return round_up(2 * card.halo_px + DEFAULT_BLEND_PX, card.size_multiple)
+    return round_up(2 * (card.halo_px if halo is None else halo) + DEFAULT_BLEND_PX, card.size_multiple)
 
 
 class Enhancer:
@@ -38,17 +38,25 @@ class Enhancer:
 
     ``tile`` is the largest input tile edge in pixels (``None``: the whole image in one pass);
     ``overlap`` is how much neighbouring tiles share, by default :func:`default_overlap`.
+
+    ``halo`` overrides ``card.halo_px`` (border padding and discarded tile margins). The card's
+    halo is the *theoretical* receptive field, exact but costly: ~70 input pixels for the paper's
+    4-level U-Net, which more than doubles the pixels computed on a 512² image. A trained
+    generator's influence fades long before that, so a smaller halo plus the blend ramp is often
+    indistinguishable; ``bench/bench_runtime.py`` reports the speed/PSNR trade-off.
     """
 
     def __init__(self, session: ort.InferenceSession, card: ModelCard, info: SessionInfo, *,
                  tile: int | None = 512, overlap: int | None = None, batch_size: int = 4,
-                 progress: bool = False, source: Path | None = None) -> None:
+                 progress: bool = False, source: Path | None = None, halo: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if tile is not None and tile < card.size_multiple:
             raise ValueError(f"tile {tile} is smaller than the model's size multiple {card.size_multiple}")
         if overlap is not None and overlap < 0:
             raise ValueError(f"overlap must be >= 0, not {overlap}")
+        if halo is not None and halo < 0:
+            raise ValueError(f"halo must be >= 0, not {halo}")
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1 or len(inputs[0].shape) != 4:
             raise ModelCardError("model does not follow the srscope graph contract: one [N,1,H,W] input")
@@ -58,7 +66,8 @@ class Enhancer:
         self.card = card
         self.info = info
         self.tile = tile
-        self.overlap = default_overlap(card) if overlap is None else overlap
+        self.halo = card.halo_px if halo is None else halo
+        self.overlap = default_overlap(card, self.halo) if overlap is None else overlap
         self.batch_size = batch_size
         self.progress = progress
         self.source = source
@@ -73,13 +82,13 @@ class Enhancer:
     @classmethod
     def from_file(cls, path: str | Path, *, device: str = "auto", tile: int | None = 512,
                   overlap: int | None = None, batch_size: int = 4, progress: bool = False,
-                  intra_op_threads: int | None = None) -> Enhancer:
+                  intra_op_threads: int | None = None, halo: int | None = None) -> Enhancer:
         """Load a card-carrying ``.onnx`` file; a missing card or checksum mismatch is a ModelCardError."""
         path = Path(path)
         card = read_card(path)  # verifies the weights checksum before anything runs
         session, info = create_session(path, device, intra_op_threads=intra_op_threads)
         return cls(session, card, info, tile=tile, overlap=overlap, batch_size=batch_size,
-                   progress=progress, source=path)
+                   progress=progress, source=path, halo=halo)
 
     @property
     def provider(self) -> str:
@@ -92,11 +101,11 @@ class Enhancer:
 
     def __repr__(self) -> str:
         return (f"Enhancer({self.card.name!r} v{self.card.version}, ×{self.scale}, {self.provider}, "
-                f"tile={self.tile}, overlap={self.overlap}, batch={self.batch_size})")
+                f"tile={self.tile}, overlap={self.overlap}, halo={self.halo}, batch={self.batch_size})")
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:
         """The tile plan this enhancer uses for an image of ``shape`` (input pixels)."""
-        return TilePlan.for_image(shape, tile=self.tile, overlap=self.overlap, halo=self.card.halo_px,
+        return TilePlan.for_image(shape, tile=self.tile, overlap=self.overlap, halo=self.halo,
                                   multiple=self.card.size_multiple, scale=self.scale)
 
     def run_normalised(self, batch: np.ndarray) -> np.ndarray:

@@ -173,3 +173,124 @@ def structured_image(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
         img += 2500 * np.exp(-0.5 * (((yy - cy) ** 2 + (xx - cx) ** 2) / 2.0 ** 2))
     img += rng.poisson(30, size=shape)
     return np.clip(img, 0, 65535).astype(np.uint16)
+
+
+def build_unet_model(path: str | Path, *, scale: int = 2, width: int = 32, levels: int = 4,
+                     name: str = "bench-unet", input_pixel_size_um: float = 0.325, seed: int = 0,
+                     normalization: tuple[float, float] = (100.0, 1000.0)) -> Path:
+    """A paper-shaped U-Net generator (random weights) for benchmarks: realistic cost and halo.
+
+    Mirrors Wang et al. 2019's generator at the graph level: in-graph bilinear ×``scale``, then
+    ``levels`` residual down-blocks of three 3×3 conv + LeakyReLU(0.1) with 2×2 average pooling,
+    a bottom conv, bilinear ×2 up-sampling with skip concatenation and three convs per level, and
+    a final ``width → 1`` conv. Channels double per level. The card's halo is *measured* on the
+    built graph (:func:`measure_receptive_field`), not guessed.
+    """
+    if scale < 1 or levels < 1 or width < 1:
+        raise ValueError("scale, levels and width must be positive")
+    rng = np.random.default_rng(seed)
+    inits: list[onnx.TensorProto] = [
+        numpy_helper.from_array(np.array([1.0, 1.0, scale, scale], dtype=np.float32), "scales_in"),
+        numpy_helper.from_array(np.array([1.0, 1.0, 2.0, 2.0], dtype=np.float32), "scales_up2"),
+    ]
+    nodes: list[onnx.NodeProto] = []
+    counter = iter(range(10_000))
+
+    def conv_act(x: str, c_in: int, c_out: int, act: bool = True) -> str:
+        tag = f"c{next(counter)}"
+        w, b = _conv(rng, tag, c_out, c_in, 1.0 if act else 0.3, inits)
+        nodes.append(helper.make_node("Conv", [x, w, b], [f"{tag}.out"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        if not act:
+            return f"{tag}.out"
+        nodes.append(helper.make_node("LeakyRelu", [f"{tag}.out"], [f"{tag}.act"], alpha=0.1))
+        return f"{tag}.act"
+
+    nodes.append(helper.make_node("Resize", ["lr", "", "scales_in"], ["x0"], mode="linear",
+                                  coordinate_transformation_mode="half_pixel"))
+    x, c_in, skips = "x0", 1, []
+    for level in range(levels):
+        c_out = width * 2 ** level
+        body = conv_act(conv_act(conv_act(x, c_in, c_out), c_out, c_out), c_out, c_out)
+        pads = f"pad{level}"  # zero-pad the block input in channels, then add (the paper's residual)
+        inits.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, c_out - c_in, 0, 0], dtype=np.int64), pads))
+        nodes.append(helper.make_node("Pad", [x, pads], [f"skip{level}.pad"]))
+        nodes.append(helper.make_node("Add", [f"skip{level}.pad", body], [f"down{level}"]))
+        skips.append((f"down{level}", c_out))
+        nodes.append(helper.make_node("AveragePool", [f"down{level}"], [f"pool{level}"], kernel_shape=[2, 2],
+                                      strides=[2, 2]))
+        x, c_in = f"pool{level}", c_out
+    x = conv_act(x, c_in, 2 * c_in)
+    c_in *= 2
+    for level in reversed(range(levels)):
+        skip, c_skip = skips[level]
+        nodes.append(helper.make_node("Resize", [x, "", "scales_up2"], [f"up{level}"], mode="linear",
+                                      coordinate_transformation_mode="half_pixel"))
+        nodes.append(helper.make_node("Concat", [skip, f"up{level}"], [f"cat{level}"], axis=1))
+        x = conv_act(conv_act(conv_act(f"cat{level}", c_skip + c_in, c_skip), c_skip, c_skip), c_skip, c_skip)
+        c_in = c_skip
+    out = conv_act(x, c_in, 1, act=False)
+    nodes.append(helper.make_node("Identity", [out], ["hr"]))
+    graph = helper.make_graph(
+        nodes, "srscope_bench_unet",
+        [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("hr", TensorProto.FLOAT, ["N", 1, "sH", "sW"])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="srscope.runtime.testing")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    multiple = max(1, 2 ** levels // math.gcd(2 ** levels, scale))
+    halo = measure_receptive_field(model.SerializeToString(), multiple=multiple, scale=scale)
+    card = ModelCard(
+        name=name, version="0.0.0+bench", input_modality="widefield-10x-0.4NA",
+        output_modality="widefield-20x-0.75NA", input_pixel_size_um=input_pixel_size_um,
+        output_pixel_size_um=input_pixel_size_um / scale, normalization=AffineIntensity(*normalization),
+        denormalization=AffineIntensity(*normalization), halo_px=halo, size_multiple=multiple,
+        weights_sha256=weights_checksum(model), emission_wavelength_nm=530.0,
+        description="Random-weight U-Net with the paper generator's shape, for benchmarks only.",
+        provenance={"builder": "srscope.runtime.testing.build_unet_model", "seed": seed, "width": width,
+                    "levels": levels},
+    )
+    embed_card(model, card)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def measure_receptive_field(model: bytes | str | Path, *, multiple: int, scale: int, rows: int | None = None,
+                            max_radius: int = 256) -> int:
+    """Receptive-field radius in input pixels, measured on the graph with ONNX Runtime.
+
+    A whole input *column* is perturbed and the extent of the output change along x is read off;
+    dependency extent along x does not depend on the image height, so a thin strip suffices and
+    the probe stays cheap even for paper-size U-Nets. Every column phase modulo ``multiple`` is
+    probed because pooling makes the reach depend on where a pixel sits in its pooling cell.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    rows = rows or 2 * multiple
+    radius_bound = max_radius
+    width = 2 * (radius_bound + multiple) + multiple
+    width = -(-width // multiple) * multiple
+    base = np.random.default_rng(0).random((1, 1, rows, width), dtype=np.float32)
+    reference = session.run(None, {name: base})[0][0, 0]
+    centre = (width // 2) // multiple * multiple
+    reach = 0.0
+    for phase in range(multiple):
+        column = centre + phase
+        poked = base.copy()
+        poked[0, 0, :, column] += 1.0
+        changed = np.abs(session.run(None, {name: poked})[0][0, 0] - reference).max(axis=0) > 1e-7
+        cols = np.nonzero(changed)[0]
+        if cols.size == 0:
+            continue
+        if cols[0] == 0 or cols[-1] == changed.size - 1:
+            raise ValueError(f"receptive field exceeds the probe ({max_radius} px); raise max_radius")
+        centre_out = (column + 0.5) * scale - 0.5
+        reach = max(reach, np.abs(cols - centre_out).max() / scale)
+    return math.ceil(reach)

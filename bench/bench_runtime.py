@@ -1,0 +1,264 @@
+"""Runtime benchmark: raw ONNX Runtime single-shot vs srscope's tiled Enhancer on the same image.
+
+What it answers, side by side on one model and one image (medians over interleaved repeats):
+
+* ``raw_single_shot``: one ``session.run`` on the whole normalised image (padded only to the size
+  multiple) — the ceiling any wrapper can reach;
+* ``enhancer_whole``: ``Enhancer(tile=None)`` — adds reflect padding by the halo at the borders,
+  (de)normalisation and cropping;
+* ``enhancer_tiled[tile]``: the overlapping, blended tiles at several tile sizes (the default 512
+  among them), with the plan's ``computed_fraction`` (network pixels per image pixel), so a ratio
+  below 1 can be attributed to halo geometry versus wrapper overhead;
+* peak RSS of a fresh process running each mode once (ORT's arena is outside tracemalloc);
+* the model's GFLOP per input megapixel (Conv MACs from shape inference) and the fraction of this
+  machine's measured float32 matmul peak that each mode reaches;
+* a difference-map PNG of tiled minus whole-image output (seams would show as lines).
+
+Model: the first ``models/*.onnx`` with a valid card, else a paper-shaped random-weight U-Net
+(``build_unet_model``, width 16 = half the paper's so a 2-core machine finishes in minutes).
+Run alone with ``python bench/bench_runtime.py [--model m.onnx] [--out bench/results]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from srscope.runtime import Enhancer, ModelCardError, available_devices, read_card
+from srscope.runtime.graph_cost import conv_gflop_per_megapixel
+from srscope.runtime.providers import usable_cores
+from srscope.runtime.testing import build_unet_model, structured_image
+
+REPO = Path(__file__).resolve().parent.parent
+REPEATS = 5
+RAW_SECONDS_BUDGET = 2.5  # per raw run; keeps the whole benchmark within a few minutes on 2 cores
+SIZES = (1024, 768, 512, 384, 256, 128)
+TILES = (256, 512, 1024)
+HALO_SWEEP = (32, 16)
+DEFAULT_TILE = 512
+
+_MEMORY_PROBE = """
+import sys, numpy as np
+from srscope.runtime import Enhancer
+from srscope.runtime.testing import structured_image
+path, mode, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tile = None if mode in ("whole", "raw") else int(mode)
+e = Enhancer.from_file(path, device="cpu", tile=tile)
+image = structured_image((size, size), seed=0)
+def kib(field):  # VmHWM is per address space; ru_maxrss would inherit the parent's peak via fork
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field))
+before = kib("VmHWM:")
+if mode == "raw":
+    m = e.card.size_multiple
+    x = e.card.normalization.normalise(image)
+    x = np.pad(x, ((0, -size % m), (0, -size % m)), mode="reflect")
+    e.run_normalised(x[None, None])
+else:
+    e.enhance(image)
+after = kib("VmHWM:")
+print(before, after)
+"""
+
+
+def pick_model(out_dir: Path, explicit: Path | None) -> tuple[Path, str]:
+    if explicit is not None:
+        read_card(explicit)
+        return explicit, f"given: {explicit}"
+    for candidate in sorted((REPO / "models").glob("*.onnx")):
+        try:
+            read_card(candidate)
+        except ModelCardError:
+            continue
+        return candidate, f"shipped: {candidate.relative_to(REPO)}"
+    path = build_unet_model(out_dir / "bench-unet-w16.onnx", width=16, levels=4, scale=2)
+    return path, "built: srscope.runtime.testing.build_unet_model(width=16, levels=4, scale=2) (no shipped model)"
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """float32 GEMM throughput of numpy's BLAS: a practical compute ceiling for this machine."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def raw_runner(enhancer: Enhancer, image: np.ndarray):
+    """Raw ORT: normalise and pad to the size multiple once, outside the timed call."""
+    m = enhancer.card.size_multiple
+    x = enhancer.card.normalization.normalise(image)
+    x = np.pad(x, ((0, -x.shape[0] % m), (0, -x.shape[1] % m)), mode="reflect")[None, None]
+    feed = {enhancer.session.get_inputs()[0].name: x.astype(np.float32 if enhancer.card.precision == "fp32"
+                                                            else np.float16)}
+    return lambda: enhancer.session.run(None, feed)
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def choose_size(enhancer: Enhancer) -> int:
+    probe = 128
+    run = raw_runner(enhancer, structured_image((probe, probe)))
+    run()
+    per_pixel = min(timed(run) for _ in range(2)) / probe ** 2
+    for size in SIZES:
+        if per_pixel * size ** 2 <= RAW_SECONDS_BUDGET:
+            return size
+    return SIZES[-1]
+
+
+def peak_rss_mb(path: Path, mode: str, size: int) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(path), mode, str(size)],
+                          capture_output=True, text=True, check=True)
+    before, after = (int(v) / 1024 for v in done.stdout.split()[-2:])
+    return {"peak_rss_mb": round(after, 1), "inference_extra_mb": round(after - before, 1)}
+
+
+def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR over the reference's value range (the issue's criterion for tiled vs whole)."""
+    mse = float(np.mean((image.astype(np.float64) - reference) ** 2))
+    value_range = float(reference.max() - reference.min())
+    return float("inf") if mse == 0 else 10 * np.log10(value_range ** 2 / mse)
+
+
+def save_difference_map(path: Path, tiled: np.ndarray, whole: np.ndarray, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    diff = tiled - whole
+    lim = float(np.abs(diff).max()) or 1.0
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    axes[0].imshow(whole, cmap="gray")
+    axes[0].set_title("whole-image output")
+    im = axes[1].imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    axes[1].set_title(f"tiled − whole (max |Δ| {lim:.2g} counts)")
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(out_dir: Path, model: Path | None = None) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path, origin = pick_model(out_dir, model)
+    card = read_card(path)
+    gflop_per_mp = conv_gflop_per_megapixel(path, probe=16 * card.size_multiple)
+    peak = matmul_peak_gflops()
+    whole = Enhancer.from_file(path, device="auto", tile=None)
+    size = choose_size(whole)
+    image = structured_image((size, size), seed=0)
+    mp = size * size / 1e6
+
+    tiled = {t: Enhancer.from_file(path, device="auto", tile=t) for t in TILES if t < size + 2 * card.halo_px}
+    # The card halo is the theoretical receptive field; smaller halos trade exactness for speed.
+    reduced = {h: Enhancer.from_file(path, device="auto", tile=DEFAULT_TILE, halo=h)
+               for h in HALO_SWEEP if h < card.halo_px}
+    raw = raw_runner(whole, image)
+    modes = {"raw_single_shot": raw, "enhancer_whole": lambda: whole.enhance(image)}
+    modes.update({f"enhancer_tiled_{t}": (lambda e=e: e.enhance(image)) for t, e in tiled.items()})
+    modes.update({f"enhancer_tile{DEFAULT_TILE}_halo_{h}": (lambda e=e: e.enhance(image)) for h, e in reduced.items()})
+    for fn in modes.values():  # warm-up: arena growth, kernel selection
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in modes}
+    for _ in range(REPEATS):  # interleaved so load changes on a shared machine hit every mode alike
+        for key, fn in modes.items():
+            samples[key].append(timed(fn))
+
+    raw_median = statistics.median(samples["raw_single_shot"])
+    enhancers = {"enhancer_whole": whole, **{f"enhancer_tiled_{t}": e for t, e in tiled.items()},
+                 **{f"enhancer_tile{DEFAULT_TILE}_halo_{h}": e for h, e in reduced.items()}}
+    reference = whole.enhance(image).astype(np.float64)
+    results: dict[str, dict] = {}
+    for key, values in samples.items():
+        median = statistics.median(values)
+        entry = {"median_s": round(median, 4), "min_s": round(min(values), 4),
+                 "mp_per_s": round(mp / median, 4), "ratio_vs_raw": round(raw_median / median, 3),
+                 "fraction_of_matmul_peak": round(gflop_per_mp * mp / median / peak, 3)}
+        if key != "raw_single_shot":
+            enhancer = enhancers[key]
+            plan = enhancer.plan(image.shape)
+            entry.update({"tiles": plan.count, "tile_shape": list(plan.tile_shape),
+                          "computed_fraction": round(plan.computed_fraction, 3),
+                          # Throughput per pixel the network actually computed, relative to raw:
+                          # ~1.0 means the shortfall is halo geometry, not wrapper overhead.
+                          "ratio_per_computed_pixel": round(raw_median / median * plan.computed_fraction, 3),
+                          "halo_px": enhancer.halo,
+                          "psnr_vs_whole_card_halo_db": round(psnr(enhancer.enhance(image), reference), 1)})
+        results[key] = entry
+
+    for key in ("raw_single_shot", "enhancer_whole", *(f"enhancer_tiled_{t}" for t in tiled)):
+        mode = "raw" if key == "raw_single_shot" else "whole" if key == "enhancer_whole" else key.rsplit("_", 1)[1]
+        results[key].update(peak_rss_mb(path, mode, size))
+
+    default_key = f"enhancer_tiled_{DEFAULT_TILE}" if DEFAULT_TILE in tiled else "enhancer_whole"
+    seam_enhancer = tiled.get(DEFAULT_TILE) or tiled.get(min(tiled)) if tiled else whole
+    tiled_out = seam_enhancer.enhance(image)
+    seam_psnr = psnr(tiled_out, reference)
+    png = out_dir / "bench_runtime_difference_map.png"
+    save_difference_map(png, tiled_out, reference,
+                        f"{card.name}: tile {seam_enhancer.tile}, {seam_enhancer.plan(image.shape).count} tiles, "
+                        f"PSNR {seam_psnr:.1f} dB")
+
+    gpu = None
+    if any(d in available_devices() for d in ("cuda", "tensorrt")):
+        gpu = gpu_frame_ms(path)
+    return {
+        "model": {"origin": origin, "name": card.name, "halo_px": card.halo_px, "size_multiple": card.size_multiple,
+                  "scale": card.integer_scale, "precision": card.precision},
+        "provider": whole.provider,
+        "intra_op_threads": whole.info.intra_op_threads,
+        "cores": usable_cores(),
+        "image": [size, size],
+        "image_note": f"largest of {list(SIZES)} whose raw run fits {RAW_SECONDS_BUDGET} s here",
+        "repeats": REPEATS,
+        "gflop_per_input_megapixel": round(gflop_per_mp, 2),
+        "matmul_peak_gflops": round(peak, 1),
+        "modes": results,
+        "default_tile": DEFAULT_TILE,
+        "tiled_vs_single_shot_ratio_default": results[default_key]["ratio_vs_raw"],
+        "target_cpu_ratio": 0.9,
+        "tiled_vs_whole_psnr_db": round(seam_psnr, 1),
+        "difference_map_png": str(png),
+        "gpu_ms_per_1024_frame": gpu,
+    }
+
+
+def gpu_frame_ms(path: Path) -> dict:
+    """ms per 1024² frame on the GPU provider (only when one is present)."""
+    image = structured_image((1024, 1024), seed=0)
+    out: dict[str, float] = {}
+    for tile in (None, 512):
+        e = Enhancer.from_file(path, device="auto", tile=tile, batch_size=8)
+        e.enhance(image)
+        times = [timed(lambda e=e: e.enhance(image)) for _ in range(REPEATS)]
+        out[f"tile_{tile or 'whole'}_ms"] = round(1000 * statistics.median(times), 1)
+        out["provider"] = e.provider
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    result = run(args.out, args.model)
+    (args.out / "bench_runtime.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
