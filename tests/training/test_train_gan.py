@@ -92,3 +92,20 @@ def test_cli_trains_and_reports_bad_input(toy, tmp_path, capsys):
     rc = srtrain(["train", str(tmp_path / "missing.zarr"), str(tmp_path / "x"), "--no-progress"])
     assert rc == 2
     assert "dataset not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_with_torchrun(toy, tmp_path):
+    """Two CPU ranks (gloo) train together through torchrun; rank 0 validates and checkpoints."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "srscope.training.cli", "train", str(toy), str(tmp_path / "ddp"), "--iterations", "6",
+           "--width", "4", "--batch-size", "2", "--val-every", "3", "--no-progress", "--threads", "1",
+           "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert state["iteration"] == 6 and state["provenance"]["world_size"] == 2
+    assert [r["iteration"] for r in _val_rows(tmp_path / "ddp")] == ["3", "6"]

@@ -212,7 +212,7 @@ def _to_onnx(graph: nn.Module, multiple: int, opset: int, fp16: bool) -> onnx.Mo
     example = torch.zeros(1, 1, 4 * multiple, 4 * multiple)
     with tempfile.TemporaryDirectory() as tmpdir, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         path = Path(tmpdir) / "g.onnx"
         torch.onnx.export(
             graph, (example,), str(path), input_names=["lr"], output_names=["hr"], opset_version=opset,

@@ -29,7 +29,7 @@ def toy_images(n: int, size: int, rng: np.random.Generator, blur_sigma: float = 
 
 
 def write_toy_dataset(path: str | Path, *, n_train: int = 24, n_val: int = 8, n_test: int = 8, size: int = 64,
-                      seed: int = 0, scale: int = 2) -> Path:
+                      seed: int = 0, scale: int = 2, **attr_overrides: object) -> Path:
     rng = np.random.default_rng(seed)
     splits = {name: toy_images(n, size, rng) for name, n in (("train", n_train), ("val", n_val), ("test", n_test))}
     attrs = {
@@ -38,4 +38,5 @@ def write_toy_dataset(path: str | Path, *, n_train: int = 24, n_val: int = 8, n_
         "normalization": {"offset": 100.0, "scale": 1000.0}, "denormalization": {"offset": 100.0, "scale": 2000.0},
         "patch_size": size, "splits": {k: len(v[0]) for k, v in splits.items()}, "registration": "none (toy)",
     }
+    attrs.update(attr_overrides)
     return write_dataset(path, splits, attrs)
