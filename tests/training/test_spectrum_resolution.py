@@ -50,3 +50,22 @@ def test_frc_of_independent_noise_tracks_blur_and_self_frc_is_meaningless():
     assert 0.7 * 2.355 * 0.3 < blurred.resolution_um < 1.5 * 2.355 * 0.3
     same = sample(3.0, 1)
     assert np.allclose(fourier_ring_correlation(same, same, PIXEL_UM).curve, 1.0)
+
+
+def test_common_level_support_is_not_fooled_by_noise_free_interpolation():
+    """Bilinear ×2 of a noisy LR image has almost no power near the new Nyquist; judged by its own
+    floor it would seem to reach far, judged by the input's noise level it must not gain support."""
+    from skimage.transform import rescale
+    from srscope.training.evaluation.spectrum import support_level
+
+    lr = sample(2.0, 1)[::2, ::2]
+    lr_spec = radial_power_spectrum(lr, 2 * PIXEL_UM)
+    low = 0.15 * lr_spec.nyquist_per_um
+    level = support_level(lr_spec, low)
+    up_spec = radial_power_spectrum(rescale(lr, 2, order=1, anti_aliasing=False), PIXEL_UM)
+    sharp_spec = radial_power_spectrum(sample(1.0, 1), PIXEL_UM)
+    lr_support = spectral_support(lr_spec, level=level, low_cutoff_per_um=low)
+    up_support = spectral_support(up_spec, level=level, low_cutoff_per_um=low)
+    sharp_support = spectral_support(sharp_spec, level=level, low_cutoff_per_um=low)
+    assert up_support <= 1.1 * lr_support
+    assert sharp_support > 1.3 * lr_support

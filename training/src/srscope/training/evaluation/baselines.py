@@ -32,7 +32,6 @@ PAPER_LR_ITERATIONS = 10
 PAPER_LR_DAMPING = 0.001
 NNLS_ITERATIONS = 100
 NNLS_STEP = 0.5
-_EPS = 1e-12
 
 
 def bilinear_upsample(image: np.ndarray, scale: int) -> np.ndarray:
@@ -68,7 +67,9 @@ class DeconvolutionOptics:
         """PSF sampled on the grid the deconvolution runs on (the up-sampled grid), summing to 1."""
         if size is None:
             fwhm_px = airy_fwhm_um(self.emission_nm / 1000.0, self.na) / pixel_size_um
-            size = int(np.clip(np.ceil(6 * fwhm_px), 15, 101)) | 1
+            # ±2.5 FWHM holds the Airy core and its first two rings (the confocal product PSF has
+            # almost no rings); larger kernels only slow every iteration down.
+            size = int(np.clip(np.ceil(5 * fwhm_px), 15, 101)) | 1
         em = born_wolf_psf(size, pixel_size_um, self.emission_nm / 1000.0, self.na, self.n_immersion)
         if self.excitation_nm is None:
             return em
@@ -78,7 +79,11 @@ class DeconvolutionOptics:
 
 
 class _FFTConvolver:
-    """Convolution and correlation with one PSF on a reflect-padded image, via real FFTs."""
+    """Convolution and correlation with one PSF on a reflect-padded image, via real FFTs.
+
+    Single precision: twice as fast as double, and its ~1e-7 relative error is far below the
+    photon noise of any microscope image.
+    """
 
     def __init__(self, shape: tuple[int, int], psf: np.ndarray) -> None:
         psf = np.asarray(psf, dtype=np.float64)
@@ -89,7 +94,7 @@ class _FFTConvolver:
         self.pad = (psf.shape[0] // 2, psf.shape[1] // 2)
         padded = (shape[0] + 2 * self.pad[0], shape[1] + 2 * self.pad[1])
         self.fft_shape = tuple(sfft.next_fast_len(n, real=True) for n in padded)
-        kernel = np.zeros(self.fft_shape)
+        kernel = np.zeros(self.fft_shape, dtype=np.float32)
         kernel[: psf.shape[0], : psf.shape[1]] = psf
         # Centre the PSF on pixel (0, 0) so convolution does not shift the image.
         kernel = np.roll(kernel, (-self.pad[0], -self.pad[1]), axis=(0, 1))
@@ -100,7 +105,7 @@ class _FFTConvolver:
         py, px = self.pad
         ey = self.fft_shape[0] - image.shape[0] - 2 * py
         ex = self.fft_shape[1] - image.shape[1] - 2 * px
-        return np.pad(image, ((py, py + ey), (px, px + ex)), mode="reflect")
+        return np.pad(image.astype(np.float32), ((py, py + ey), (px, px + ex)), mode="reflect")
 
     def crop(self, padded: np.ndarray) -> np.ndarray:
         py, px = self.pad
@@ -149,18 +154,19 @@ def richardson_lucy_iterates(
     g = conv.pad_image(data)
     threshold = damping * float(data.max())
     n = damping_order
-    estimate = np.full_like(g, max(float(data.mean()), _EPS))
+    estimate = np.full_like(g, max(float(data.mean()), 1e-6))
     out: dict[int, np.ndarray] = {}
     for k in range(1, wanted[-1] + 1):
-        model = np.maximum(conv.convolve(estimate), _EPS)
+        model = np.maximum(conv.convolve(estimate), np.float32(1e-6 * max(float(data.max()), 1e-6)))
         if threshold > 0:
             u = np.minimum(((g - model) / threshold) ** 2, 1.0)
             ratio = 1.0 + u ** (n - 1) * (n - (n - 1) * u) * (g - model) / model
+            ratio = ratio.astype(np.float32, copy=False)
         else:
             ratio = g / model
         estimate = np.maximum(estimate * conv.correlate(ratio), 0.0)
         if k in wanted:
-            out[k] = conv.crop(estimate).copy()
+            out[k] = conv.crop(estimate).astype(np.float64)
     return out
 
 
@@ -186,8 +192,8 @@ def nnls_deconvolution(image: np.ndarray, psf: np.ndarray, iterations: int = NNL
     g = conv.pad_image(data)
     estimate = g.copy()
     for _ in range(int(iterations)):
-        estimate = np.maximum(estimate + step * conv.correlate(g - conv.convolve(estimate)), 0.0)
-    return conv.crop(estimate).copy()
+        estimate = np.maximum(estimate + np.float32(step) * conv.correlate(g - conv.convolve(estimate)), 0.0)
+    return conv.crop(estimate).astype(np.float64)
 
 
 @dataclass(frozen=True)

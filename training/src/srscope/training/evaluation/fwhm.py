@@ -14,12 +14,13 @@ comparison in favour of the sharper ones.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 from skimage.feature import peak_local_max
 from srscope.training.analysis.gaussfit import Gaussian2DFit, fit_gaussian_2d
 
@@ -141,11 +142,13 @@ def fit_main_peak(values: np.ndarray, bins: int | str = "fd") -> PeakFit:
     center, sigma, amplitude = center0, sigma0, float(counts[mode])
     if right - left + 1 >= 3:
         try:
-            popt, _ = curve_fit(
-                lambda x, a, m, s: a * np.exp(-0.5 * ((x - m) / s) ** 2),
-                centres[region], counts[region].astype(np.float64),
-                p0=[amplitude, center0, sigma0], maxfev=5000,
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OptimizeWarning)  # the covariance is not used
+                popt, _ = curve_fit(
+                    lambda x, a, m, s: a * np.exp(-0.5 * ((x - m) / s) ** 2),
+                    centres[region], counts[region].astype(np.float64),
+                    p0=[amplitude, center0, sigma0], maxfev=5000,
+                )
             if edges[left] <= popt[1] <= edges[right + 1] and abs(popt[2]) > 0:
                 amplitude, center, sigma = float(popt[0]), float(popt[1]), float(abs(popt[2]))
         except RuntimeError:

@@ -83,22 +83,54 @@ def radial_power_spectrum(image: np.ndarray, pixel_size_um: float) -> RadialSpec
                           power=sums / np.maximum(counts, 1), nyquist_per_um=0.5 / pixel_size_um)
 
 
-def spectral_support(spectrum: RadialSpectrum, *, noise_band: float = 0.1, factor: float = 10.0) -> float:
-    """Highest frequency (cycles/µm) where the power stays ``factor``× above the noise floor.
+def low_frequency_power(spectrum: RadialSpectrum, cutoff_per_um: float) -> float:
+    """Mean power over (0, ``cutoff_per_um``]: the reference that makes spectra of differently scaled
+    images comparable (every method reproduces the coarse structure, so it agrees there)."""
+    f, p = spectrum.frequency_per_um, spectrum.power
+    band = (f > 0) & (f <= cutoff_per_um)
+    if not np.any(band):
+        band = f > 0
+        band[np.argmax(band) + 1:] = False  # the first non-DC ring
+    return float(np.mean(p[band]))
 
-    The floor is the median power in the outermost ``noise_band`` of frequencies below Nyquist,
-    where a band-limited image holds only noise. For a noise-free image (e.g. a network output)
-    that band holds the image's own smallest content and the support reads as where the spectrum
-    falls within a decade of it. Above the support nothing but noise (or nothing) was recorded.
+
+def noise_floor(spectrum: RadialSpectrum, band: float = 0.1) -> float:
+    """Median power in the outermost ``band`` of frequencies below Nyquist."""
+    f, p = spectrum.frequency_per_um, spectrum.power
+    outer = (f >= (1.0 - band) * spectrum.nyquist_per_um) & (f <= spectrum.nyquist_per_um)
+    return float(np.median(p[outer])) if np.any(outer) else float(p[-1])
+
+
+def support_level(reference: RadialSpectrum, low_cutoff_per_um: float, factor: float = 10.0) -> float:
+    """The relative power level ``factor`` × (noise floor / low-frequency power) of ``reference``.
+
+    Using the *input's* level for every image asks one question of all of them: up to which
+    frequency does this image hold content clearly above what the input's noise allowed?
+    """
+    return factor * noise_floor(reference) / max(low_frequency_power(reference, low_cutoff_per_um), 1e-300)
+
+
+def spectral_support(spectrum: RadialSpectrum, *, level: float | None = None,
+                     low_cutoff_per_um: float | None = None, factor: float = 10.0) -> float:
+    """Highest frequency (cycles/µm) where the power stays above a threshold.
+
+    Without ``level``: ``factor``× the image's own noise floor (median power in the outermost 10 %
+    below Nyquist, where a band-limited image holds only noise). With ``level`` (from
+    :func:`support_level` of a reference image): power relative to this image's low-frequency
+    power (below ``low_cutoff_per_um``) must exceed ``level``; that compares images with different
+    intensity scales, and also noise-free ones whose own floor would be meaningless.
     """
     f, p = spectrum.frequency_per_um, spectrum.power
     valid = (f > 0) & (f <= spectrum.nyquist_per_um)
+    if level is None:
+        threshold = factor * noise_floor(spectrum)
+    else:
+        cutoff = low_cutoff_per_um if low_cutoff_per_um is not None else 0.15 * spectrum.nyquist_per_um
+        threshold = level * low_frequency_power(spectrum, cutoff)
     f, p = f[valid], p[valid]
-    band = f >= (1.0 - noise_band) * spectrum.nyquist_per_um
-    floor = float(np.median(p[band])) if np.any(band) else float(p[-1])
     # Smooth over 5 rings so a single noisy ring cannot set the support.
     smooth = np.convolve(np.log10(np.maximum(p, 1e-300)), np.ones(5) / 5, mode="same")
-    above = np.flatnonzero(smooth > np.log10(max(floor, 1e-300) * factor))
+    above = np.flatnonzero(smooth > np.log10(max(threshold, 1e-300)))
     return float(f[above[-1]]) if above.size else 0.0
 
 
