@@ -10,7 +10,7 @@ import zarr
 from srscope.acquisition import ChannelModels, LiveSRHandler
 from srscope.acquisition.simulated import SIMULATED_PIXEL_SIZE_UM
 
-DELAY_S = 0.06  # per frame: ~20x slower than the 2 ms simulated camera
+DELAY_S = 0.1  # per frame: ~50x slower than the 2 ms simulated camera
 
 
 def test_slow_model_loses_nothing_and_callback_returns_at_once(core, enhancer, slow, tmp_path):

@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="frames per inference batch (default 4)")
     p.add_argument("--tile", type=int, default=512, help="inference tile edge in input pixels (default 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt, ... (default auto)")
+    p.add_argument("--threads", type=int, help="CPU inference threads (default: all cores but one)")
     p.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="camera ROI in pixels")
     p.add_argument("--exposure-ms", type=float, help="camera exposure in ms")
     p.add_argument("--pixel-size-um", type=float, help="camera pixel size if the config has no calibration")
@@ -70,9 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sequence = load_sequence(args.sequence)
         from srscope.runtime import DeviceUnavailableError, ModelCardError
 
+        options = {"device": args.device, "tile": args.tile, "batch_size": args.batch_size}
+        if args.threads is not None:
+            options["intra_op_threads"] = args.threads
         try:
-            models = ChannelModels.from_files(args.model, parse_channel_spec(args.channel_model),
-                                              device=args.device, tile=args.tile, batch_size=args.batch_size)
+            models = ChannelModels.from_files(args.model, parse_channel_spec(args.channel_model), **options)
         except (ModelCardError, DeviceUnavailableError, OSError) as exc:
             raise SessionError(str(exc)) from None
         result = run_session(args.config, sequence, models, args.out, raw_out=args.raw, policy=args.policy,

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     sequence = demo_sequence(args.loops)
     (args.out / "sequence.json").write_text(sequence.model_dump_json(exclude_unset=True, indent=2))
     result = run_session("simulated", sequence, models, args.out / "run.ome.zarr", policy=args.policy,
-                         overwrite=True, exposure_ms=20.0)
+                         overwrite=True, exposure_ms=20.0, camera_roi=(128, 128, 256, 256))
     (args.out / "summary.json").write_text(json.dumps(result.summary.to_dict(), indent=2))
     print(result.summary.format())
     save_preview(result.raw_store, result.sr_store, args.out / "preview.png")

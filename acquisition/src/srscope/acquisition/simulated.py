@@ -189,7 +189,7 @@ class SimulatedCamera(SimpleCameraDevice):
     themselves (one simulated microscope per process at a time, which is all demos and tests need).
     """
 
-    def __init__(self, *, shape: tuple[int, int] = (256, 256), seed: int = 0) -> None:
+    def __init__(self, *, shape: tuple[int, int] = (512, 512), seed: int = 0) -> None:
         super().__init__()
         self._shape = shape
         self._exposure_ms = 10.0
@@ -216,13 +216,18 @@ class SimulatedCamera(SimpleCameraDevice):
         return float(x), float(y), gain
 
     def snap(self, buffer: np.ndarray) -> Mapping:
+        """Render only the active ROI (the base class crops the full-frame buffer to it)."""
         t0 = time.perf_counter()
         x, y, channel_gain = self._field()
-        gain = channel_gain
-        photons = self._slide.render(x, y, self._shape, SIMULATED_PIXEL_SIZE_UM)
-        photons = photons * np.float32(gain * self._exposure_ms / 10.0) + np.float32(5.0)
+        rx, ry, rw, rh = self.get_roi()
+        full_h, full_w = self._shape
+        # Stage position = sensor centre; shift to the ROI centre.
+        cx = x + (rx + rw / 2 - full_w / 2) * SIMULATED_PIXEL_SIZE_UM
+        cy = y + (ry + rh / 2 - full_h / 2) * SIMULATED_PIXEL_SIZE_UM
+        photons = self._slide.render(cx, cy, (rh, rw), SIMULATED_PIXEL_SIZE_UM)
+        photons = photons * np.float32(channel_gain * self._exposure_ms / 10.0) + np.float32(5.0)
         counts = self._rng.poisson(photons) + self.offset_counts
-        buffer[:] = np.clip(counts, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        buffer[ry:ry + rh, rx:rx + rw] = np.clip(counts, 0, np.iinfo(np.uint16).max).astype(np.uint16)
         # Keep the requested exposure as the frame period so timing tests see a real camera cadence.
         remaining = self._exposure_ms / 1000.0 - (time.perf_counter() - t0)
         if remaining > 0:

@@ -1,0 +1,154 @@
+"""Live SR throughput and latency on this machine, measured side by side:
+
+* ``engine``: the model alone (``Enhancer.enhance_many`` on 512×512 frames, batches of 1 and 4):
+  the ceiling any live pipeline can reach.
+* ``pipeline``: the same frames submitted as fast as possible to :class:`LivePipeline`
+  (block policy, bounded queue) with the SR OME-Zarr writer: sustained SR frames/s, mean/p95
+  latency, and the ratio to the engine ceiling (the cost of queueing + writing).
+* ``mda``: a real pymmcore-plus MDA (UniMMCore, simulated 512×512 camera at 10 ms exposure)
+  with the handler on the acquisition thread: hook callback median/p95, camera frames/s with
+  and without the hook, SR frames/s and latency.
+
+Uses the shipped default model when ``models/`` has it, else the runtime's test model (the
+result says which).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FRAME = 512
+N_FRAMES = 16
+
+
+def _model_path(work: Path) -> tuple[Path, str]:
+    from srscope.acquisition.demo import find_default_model
+
+    shipped = find_default_model()
+    if shipped is not None:
+        return shipped, "shipped"
+    from srscope.runtime.testing import build_test_model
+
+    return build_test_model(work / "test-model.onnx", name="runtime-test-model"), "runtime test model"
+
+
+def _frames(n: int) -> list[np.ndarray]:
+    from srscope.acquisition.simulated import SIMULATED_PIXEL_SIZE_UM, SimulatedSlide
+
+    slide, rng = SimulatedSlide(seed=0), np.random.default_rng(0)
+    return [(rng.poisson(slide.render(37.0 * i, 11.0 * i, (FRAME, FRAME), SIMULATED_PIXEL_SIZE_UM) + 5.0)
+             + 100).astype(np.uint16) for i in range(n)]
+
+
+def _engine(enhancer, frames: list[np.ndarray], group: int) -> dict:
+    enhancer.enhance_many(frames[:group])  # warm-up
+    per_frame: list[float] = []
+    for start in range(0, len(frames), group):
+        t0 = time.perf_counter()
+        enhancer.enhance_many(frames[start:start + group])
+        per_frame.append((time.perf_counter() - t0) / group)
+    median = statistics.median(per_frame)
+    return {"frames_per_s": 1.0 / median, "median_ms_per_frame": 1e3 * median, "calls": len(per_frame)}
+
+
+def _pipeline(enhancer, frames: list[np.ndarray], work: Path, batch: int) -> dict:
+    from srscope.acquisition import (
+        ChannelModels,
+        FrameKey,
+        LiveFrame,
+        LivePipeline,
+        SRStoreWriter,
+    )
+
+    writer = SRStoreWriter(work / f"pipeline-b{batch}.ome.zarr", channels=["DAPI"],
+                           size_hints={"t": len(frames)}, provenance={}, overwrite=True)
+    pipe = LivePipeline(ChannelModels.single(enhancer), writer, max_queued=len(frames), batch_size=batch,
+                        pixel_size_um=0.325)
+    for t, frame in enumerate(frames):
+        pipe.submit(LiveFrame(FrameKey(0, t, "DAPI", 0), frame.copy(), t_in=time.perf_counter()))
+    s = pipe.finish()
+    return {"sr_frames_per_s": s.sr_frames_per_s, "latency_mean_ms": s.latency_mean_ms,
+            "latency_p95_ms": s.latency_p95_ms, "frames_super_resolved": s.frames_super_resolved}
+
+
+def _mda(model_path: Path, work: Path, with_hook: bool) -> dict:
+    import useq
+    from pymmcore_plus.experimental.unicore import UniMMCore
+    from srscope.acquisition import ChannelModels, LiveSRHandler
+    from srscope.acquisition.simulated import SIMULATED_CONFIG, SIMULATED_PIXEL_SIZE_UM
+
+    logging.getLogger("pymmcore-plus").setLevel(logging.ERROR)
+    core = UniMMCore()
+    try:
+        core.loadSystemConfiguration(str(SIMULATED_CONFIG))
+        core.setExposure(10.0)
+        seq = useq.MDASequence(stage_positions=[(0, 0, 0), (80, 30, 0)], time_plan={"interval": 0, "loops": 8})
+        arrivals: list[float] = []
+        core.mda.events.frameReady.connect(lambda *a: arrivals.append(time.perf_counter()))
+        handler = None
+        t0 = time.perf_counter()
+        if with_hook:
+            models = ChannelModels.from_files(model_path, tile=512, batch_size=4)
+            handler = LiveSRHandler(models, work / "mda.ome.zarr", overwrite=True, pixel_size_um=SIMULATED_PIXEL_SIZE_UM)
+            with handler.connected(core):
+                t0 = time.perf_counter()
+                core.mda.run(seq)
+        else:
+            core.mda.run(seq)
+        total = time.perf_counter() - t0
+        out = {"frames": len(arrivals),
+               "camera_frames_per_s": (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]),
+               "run_wall_s": total}
+        if handler is not None:
+            s = handler.summary
+            out.update(callback_median_ms=s.callback_median_ms, callback_p95_ms=s.callback_p95_ms,
+                       callback_max_ms=s.callback_max_ms, sr_frames_per_s=s.sr_frames_per_s,
+                       latency_mean_ms=s.latency_mean_ms, latency_p95_ms=s.latency_p95_ms,
+                       frames_super_resolved=s.frames_super_resolved, frames_skipped=s.frames_skipped)
+        return out
+    finally:
+        core.unloadAllDevices()
+        del core
+        gc.collect()
+
+
+def run(out_dir: Path) -> dict:
+    from srscope.acquisition.channels import live_inference_threads
+    from srscope.runtime import Enhancer
+
+    with tempfile.TemporaryDirectory(prefix="bench-acq-") as tmp:
+        work = Path(tmp)
+        model_path, which = _model_path(work)
+        threads = live_inference_threads()
+        enhancer = Enhancer.from_file(model_path, tile=512, batch_size=4, intra_op_threads=threads)
+        frames = _frames(N_FRAMES)
+        engine = {f"batch{g}": _engine(enhancer, frames, g) for g in (1, 4)}
+        pipeline = {f"batch{b}": _pipeline(enhancer, frames, work, b) for b in (1, 4)}
+        mda_plain = _mda(model_path, work, with_hook=False)
+        mda_live = _mda(model_path, work, with_hook=True)
+    best_engine = max(e["frames_per_s"] for e in engine.values())
+    best_pipeline = max(p["sr_frames_per_s"] or 0.0 for p in pipeline.values())
+    return {
+        "model": str(model_path.name), "model_kind": which, "provider": enhancer.provider,
+        "inference_threads": threads,
+        "frame": [FRAME, FRAME], "frames": N_FRAMES,
+        "engine": engine, "pipeline": pipeline,
+        "pipeline_to_engine_ratio": best_pipeline / best_engine if best_engine else None,
+        "mda_without_hook": mda_plain, "mda_with_live_sr": mda_live,
+        "camera_rate_ratio_with_hook": (mda_live["camera_frames_per_s"] / mda_plain["camera_frames_per_s"]),
+        "callback_median_ms": mda_live.get("callback_median_ms"),
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("bench/results")), indent=2))
