@@ -11,10 +11,12 @@ into place), so nothing that looks finished is ever half-written.
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 from srscope.runtime.card import ModelCard, read_card
@@ -231,12 +233,24 @@ def _run_local(task: PlaneTask, pending: list[Plane], on_done: Callable[[PlaneRe
         on_done(process_plane(task, plane))
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in milliseconds, not after the client's connect timeout, when nothing listens at a tcp address."""
+    parsed = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parsed.scheme != "tcp" or parsed.hostname is None or parsed.port is None:
+        return  # other protocols (tls, ucx, inproc): let the client judge
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
+    except OSError as exc:
+        raise BatchError(f"cannot reach the dask scheduler at {address} ({exc.strerror or exc})") from None
+
+
 def _run_distributed(address: str, task: PlaneTask, pending: list[Plane],
                      on_done: Callable[[PlaneResult], None]) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise BatchError("--scheduler needs dask.distributed: pip install 'srscope-runtime[distributed]'") from None
+    _check_reachable(address)
     try:
         client = Client(address, set_as_default=False, timeout=10)
     except (OSError, TimeoutError) as exc:
@@ -244,7 +258,7 @@ def _run_distributed(address: str, task: PlaneTask, pending: list[Plane],
     with client:
         futures = [client.submit(process_plane, task, p, pure=False) for p in pending]
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 on_done(future.result())
         finally:
             client.cancel(futures)
