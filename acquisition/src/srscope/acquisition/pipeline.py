@@ -199,15 +199,16 @@ class LivePipeline:
         return len(self._queue)
 
     # ---------------------------------------------------------------- ending a run
-    def finish(self, timeout: float | None = None) -> RunSummary:
-        """No more frames: drain the queue, write everything, close the store as complete."""
+    def finish(self, timeout: float | None = None, *, canceled: bool = False) -> RunSummary:
+        """No more frames: drain the queue, write everything, close the store as complete
+        (or ``canceled``: the acquisition was stopped early, every frame it took is still SR'd)."""
         self._queue.close()
         self._worker.join(timeout)
         if self._worker.is_alive():
             self._warn_once("finish-timeout", f"SR worker still busy after {timeout} s; aborting", error=True)
             return self.abort()
-        status = "complete" if self._summary.frames_failed == 0 else "complete_with_errors"
-        return self._close(status)
+        status = "canceled" if canceled else "complete"
+        return self._close(status if self._summary.frames_failed == 0 else f"{status}_with_errors")
 
     def abort(self, *, drain: bool = False, timeout: float | None = 30.0) -> RunSummary:
         """Stop now; frames still queued are counted unprocessed (or processed with ``drain``)."""

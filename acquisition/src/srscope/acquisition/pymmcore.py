@@ -64,6 +64,7 @@ class LiveSRHandler:
         self.pipeline: LivePipeline | None = None
         self.summary: RunSummary | None = None
         self._positions: dict[tuple[int, int], int] = {}
+        self._canceled = False
 
     # -- pymmcore-plus MDA signals (names fixed by pymmcore-plus) --------------------------
     def sequenceStarted(self, sequence: useq.MDASequence, meta: Mapping | None = None) -> None:
@@ -80,6 +81,7 @@ class LiveSRHandler:
         )
         self._positions.clear()
         self.summary = None
+        self._canceled = False
         self.pipeline = LivePipeline(self.models, writer, policy=self.policy, max_queued=self.max_queued,
                                      batch_size=self.batch_size, pixel_size_um=self.pixel_size_um,
                                      z_step_um=layout["z_step_um"], t_interval_s=layout["t_interval_s"])
@@ -99,11 +101,12 @@ class LiveSRHandler:
 
     def sequenceFinished(self, sequence: Any = None) -> None:
         if self.pipeline is not None and self.summary is None:
-            self.summary = self.pipeline.finish()
+            self.summary = self.pipeline.finish(canceled=self._canceled)
             log.info("%s", self.summary.format())
 
     def sequenceCanceled(self, sequence: Any = None) -> None:
-        """Cancelled runs still drain: every frame that was acquired is super-resolved."""
+        """Canceled runs still drain (every acquired frame is super-resolved); the store says canceled."""
+        self._canceled = True
 
     # -- helpers ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -111,7 +114,7 @@ class LiveSRHandler:
         """Connect directly to ``core.mda.events`` (callbacks on the acquisition thread)."""
         events = core.mda.events
         pairs = [(events.sequenceStarted, self.sequenceStarted), (events.frameReady, self.frameReady),
-                 (events.sequenceFinished, self.sequenceFinished)]
+                 (events.sequenceCanceled, self.sequenceCanceled), (events.sequenceFinished, self.sequenceFinished)]
         for signal, slot in pairs:
             signal.connect(slot)
         try:
