@@ -35,6 +35,7 @@ import numpy as np
 from srscope.acquisition.channels import ChannelModels, SupportsEnhance
 from srscope.acquisition.summary import RunSummary
 from srscope.acquisition.writer import PositionGeometry, SRStoreWriter
+from tqdm import tqdm
 
 log = logging.getLogger("srscope.acquisition")
 
@@ -199,10 +200,20 @@ class LivePipeline:
         return len(self._queue)
 
     # ---------------------------------------------------------------- ending a run
-    def finish(self, timeout: float | None = None, *, canceled: bool = False) -> RunSummary:
+    def finish(self, timeout: float | None = None, *, canceled: bool = False,
+               progress: bool = False) -> RunSummary:
         """No more frames: drain the queue, write everything, close the store as complete
-        (or ``canceled``: the acquisition was stopped early, every frame it took is still SR'd)."""
+        (or ``canceled``: the acquisition was stopped early, every frame it took is still SR'd).
+        ``progress`` shows a bar while a backlog is being worked off."""
         self._queue.close()
+        backlog = len(self._queue)
+        if progress and backlog:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            with tqdm(total=backlog, unit="frame", desc="SR backlog") as bar:
+                while self._worker.is_alive() and (deadline is None or time.monotonic() < deadline):
+                    self._worker.join(0.2)
+                    bar.update(backlog - len(self._queue) - bar.n)
+            timeout = 0.0 if deadline is not None else None
         self._worker.join(timeout)
         if self._worker.is_alive():
             self._warn_once("finish-timeout", f"SR worker still busy after {timeout} s; aborting", error=True)

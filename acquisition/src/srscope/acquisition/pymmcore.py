@@ -11,6 +11,9 @@ returns at once. Use it either way:
 * ``with handler.connected(core): core.mda.run(seq, output="raw.ome.zarr")``: the handler is
   connected straight to ``core.mda.events`` and runs on the acquisition thread itself, which
   is fine because it only enqueues.
+
+Either way ``sequenceFinished`` waits until the SR backlog is written, so ``mda.run`` returns
+with both stores complete; frame timing during the run is unaffected.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ class LiveSRHandler:
 
     def __init__(self, models: ChannelModels, out: str | Path, *, policy: Backpressure | str = "block",
                  max_queued: int = 64, batch_size: int = 4, pixel_size_um: float | None = None,
-                 overwrite: bool = False, raw_store: str | Path | None = None) -> None:
+                 overwrite: bool = False, raw_store: str | Path | None = None,
+                 progress: bool = False) -> None:
         self.models = models
         self.out = Path(out)
         self.policy = Backpressure(policy)
@@ -61,6 +65,7 @@ class LiveSRHandler:
         self.pixel_size_um = pixel_size_um
         self.overwrite = overwrite
         self.raw_store = str(raw_store) if raw_store is not None else None
+        self.progress = progress
         self.pipeline: LivePipeline | None = None
         self.summary: RunSummary | None = None
         self._positions: dict[tuple[int, int], int] = {}
@@ -101,7 +106,7 @@ class LiveSRHandler:
 
     def sequenceFinished(self, sequence: Any = None) -> None:
         if self.pipeline is not None and self.summary is None:
-            self.summary = self.pipeline.finish(canceled=self._canceled)
+            self.summary = self.pipeline.finish(canceled=self._canceled, progress=self.progress)
             log.info("%s", self.summary.format())
 
     def sequenceCanceled(self, sequence: Any = None) -> None:

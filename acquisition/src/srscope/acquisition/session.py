@@ -94,7 +94,8 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
         if exposure_ms is not None:
             core.setExposure(exposure_ms)
         handler = LiveSRHandler(models, out, policy=policy, max_queued=max_queued, batch_size=batch_size,
-                                pixel_size_um=pixel_size_um, overwrite=overwrite, raw_store=str(raw_path))
+                                pixel_size_um=pixel_size_um, overwrite=overwrite, raw_store=str(raw_path),
+                                progress=progress)
         n_events = sum(1 for _ in sequence)
         bar = tqdm(total=n_events, unit="frame", desc="acquiring", disable=not progress)
 
