@@ -91,7 +91,7 @@ def run_demo(out: Path, model: Path = DEFAULT_MODEL, *, seed: int = 900_001, siz
 
     figure = side_by_side(out / "demo.png", [
         (f"input: {card.input_modality}", pair.lr, pair.lr_pixel_size_um),
-        ("bilinear ×%d" % card.integer_scale, bilinear, pair.hr_pixel_size_um),
+        (f"bilinear ×{card.integer_scale}", bilinear, pair.hr_pixel_size_um),
         (f"network ({card.name})", sr, pair.hr_pixel_size_um),
         (f"ground truth: {card.output_modality}", truth, pair.hr_pixel_size_um),
     ])

@@ -13,6 +13,7 @@ wrong thing (pix2pix's users met exactly that for years).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import warnings
@@ -105,6 +106,9 @@ def build_card(state: dict[str, Any], *, name: str, version: str, precision: str
         "generator_config": state["generator_config"],
         "training_config": {k: v for k, v in state.get("config", {}).items() if k not in ("extra",)},
         "dataset_structures": attrs.get("structures"),
+        "dataset_splits": attrs.get("splits"),
+        "dataset_source": attrs.get("source"),
+        "dataset_registration": attrs.get("registration"),
     })
     provenance.update(extra_provenance or {})
     return ModelCard(
@@ -175,6 +179,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str | No
                       extra_provenance: dict[str, Any] | None = None) -> ExportReport:
     """Export ``checkpoint`` (a run directory or ``best.pt``) to ``out``; raises :class:`ParityError`."""
     state = load_checkpoint(checkpoint)
+    last = (Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent) / "last.pt"
+    if last.is_file():  # the whole run, not just up to the selected iteration
+        run = load_checkpoint(last)
+        extra_provenance = {"iterations_total": run["iteration"], "train_wall_s_total": round(run["elapsed_s"], 1),
+                            **(extra_provenance or {})}
     config = GeneratorConfig(**state["generator_config"])
     generator = Generator(config)
     generator.load_state_dict(state["generator"])
@@ -203,6 +212,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str | No
         tmp.unlink()
         raise ParityError(f"ONNX Runtime vs PyTorch max |diff| = {diff:.3g} > tolerance {tolerance:g}; "
                           f"{out} not written")
+    # record the parity result in the card itself (metadata is outside the weights checksum)
+    card = dataclasses.replace(card, provenance={**card.provenance, "onnx_parity": {
+        "max_abs_diff": diff, "tolerance": tolerance, "tiles": [list(t.shape) for t in tiles],
+        "reference": "PyTorch fp32 eval-mode graph", "runtime": f"onnxruntime {ort.__version__} CPU"}})
+    onnx.save(embed_card(model, card), str(tmp))
     tmp.replace(out)
     return ExportReport(out, card, diff, tolerance, [t.shape for t in tiles], out.stat().st_size)
 

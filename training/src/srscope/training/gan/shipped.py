@@ -8,7 +8,7 @@ FWHMs at the STED image's isolated spots in the input, the output and the STED i
 paper's Figs. 4–5.
 
     python -m srscope.training.gan.shipped models/X.onnx --modality widefield --structure filaments \
-        --seeds 200000 200001 --fov 512 --parity 1.2e-7 --note "..."
+        --seeds 200000 200001 --fov 256 --note "..."
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _fmt_fwhm(f: dict[str, Any]) -> str:
     return f"{f['median_fwhm_nm']:.0f} nm (peak {f['peak_fwhm_nm']:.0f} nm, {f['n_fitted']}/{f['n_spots']} spots)"
 
 
-def card_markdown(model: Path, scores: dict[str, Any], *, parity: float | None, note: str = "") -> str:
+def card_markdown(model: Path, scores: dict[str, Any], *, note: str = "") -> str:
     from srscope.runtime.card import read_card
 
     card = read_card(model)
@@ -76,33 +76,39 @@ def card_markdown(model: Path, scores: dict[str, Any], *, parity: float | None, 
         f"| input | {card.input_modality}, {card.input_pixel_size_um * 1000:.1f} nm pixels |",
         f"| output | {card.output_modality}, {card.output_pixel_size_um * 1000:.1f} nm pixels (×{card.integer_scale}) |",
         f"| emission | {card.emission_wavelength_nm:.0f} nm |" if card.emission_wavelength_nm else "| emission | – |",
-        f"| intensity | input (counts − {card.normalization.offset:g}) / {card.normalization.scale:g}; "
-        f"output × {card.denormalization.scale:g} + {card.denormalization.offset:g} |",
+        (f"| intensity | input (counts − {card.normalization.offset:g}) / {card.normalization.scale:g}; "
+        f"output × {card.denormalization.scale:g} + {card.denormalization.offset:g} |"),
         f"| halo / size multiple | {card.halo_px} input px / {card.size_multiple} input px |",
-        f"| generator | U-Net of the Methods, base width {prov.get('generator_width')} "
-        f"(paper: 32), channels doubling per level |",
+        (f"| generator | U-Net of the Methods, base width {prov.get('generator_width')} "
+        f"(paper: 32), channels doubling per level |"),
         f"| objective | {'GAN: −log D(G(x)) + λ·MSE − ν·log((1+SSIM)/2)' if prov.get('adversarial') else 'CNN-only ablation: λ·MSE − ν·log((1+SSIM)/2), no discriminator'}; "
         f"λ = {w.get('lam', float('nan')):.4g}, ν = {w.get('nu', float('nan')):.4g}"
         + (f" (auto: each term {w['share']:.0%} of L(G;D) at the input's agreement)" if w.get("share") else "") + " |",
-        f"| optimiser | Adam, lr G {tc.get('lr_g')}, lr D {tc.get('lr_d')}, batch {tc.get('batch_size')}, "
-        f"patch {tc.get('patch_size')}×{tc.get('patch_size')} |",
-        f"| training data | `{prov.get('dataset')}`: {tc.get('dataset') and 'simulated'} {', '.join(prov.get('dataset_structures') or [])} |",
-        f"| iterations | {prov.get('iterations_run')} run; selected iteration {prov.get('selected_iteration')} "
-        f"(lowest validation loss) |",
-        f"| training wall time | {prov.get('train_wall_s', 0) / 60:.1f} min on {prov.get('device')} "
-        f"(2 shared CPU cores, torch {prov.get('torch')}) |",
+        (f"| optimiser | Adam, lr G {tc.get('lr_g')}, lr D {tc.get('lr_d')}, batch {tc.get('batch_size')}, "
+        f"patch {tc.get('patch_size')}×{tc.get('patch_size')} |"),
+        (f"| training data | `{Path(str(prov.get('dataset'))).name}`: {', '.join(prov.get('dataset_structures') or [])}, "
+         f"patches per split {prov.get('dataset_splits')}; {prov.get('dataset_registration')} |"),
+        (f"| iterations | {prov.get('iterations_total', prov.get('iterations_run'))} run; selected iteration "
+         f"{prov.get('selected_iteration')} (lowest validation loss, {tc.get('select_on')}) |"),
+        (f"| training wall time | {prov.get('train_wall_s_total', prov.get('train_wall_s', 0)) / 60:.1f} min on "
+         f"{prov.get('device')} (2 CPU cores shared with other jobs, torch {prov.get('torch')}) |"),
         f"| git commit | `{prov.get('git_commit')}` |",
     ]
     if prov.get("parent"):
         lines.append(f"| transfer learning | initialised from `{Path(prov['parent']['checkpoint']).parent.name}` "
                      f"(iteration {prov['parent'].get('iteration')}), fine-tuned here |")
-    if parity is not None:
-        lines.append(f"| ONNX parity | max |ORT − PyTorch| = {parity:.2e} on held-out tiles |")
+    parity_info = prov.get("onnx_parity") or {}
+    if parity_info:
+        lines.append(f"| ONNX parity | max abs(ORT − PyTorch) = {parity_info['max_abs_diff']:.2e} on "
+                     f"{len(parity_info['tiles'])} held-out tiles (tolerance {parity_info['tolerance']:g}) |")
+    source = prov.get("dataset_source") or {}
+    if source:
+        lines.append(f"| simulator seeds | {source.get('seeds')}, fields of view {source.get('fov_hr_px')} HR px |")
     lines += ["", "## Training command", "", "```", prov.get("command", "?"), "```", "",
               "## Held-out evaluation", "",
-              f"Fields of view simulated with seeds {scores['seeds']} ({scores['fov_hr_px']}² HR px; never in "
+              (f"Fields of view simulated with seeds {scores['seeds']} ({scores['fov_hr_px']}² HR px; never in "
               "training or validation), run through the runtime Enhancer (ONNX Runtime, tiled). "
-              "PSNR/SSIM against the HR ground truth after an affine intensity fit.", "",
+              "PSNR/SSIM against the HR ground truth after an affine intensity fit."), "",
               "| method | PSNR (dB) | SSIM |", "|---|---|---|",
               f"| bilinear | {scores['bilinear_psnr_mean']:.2f} | {scores['bilinear_ssim_mean']:.3f} |",
               f"| this model | {scores['network_psnr_mean']:.2f} | {scores['network_ssim_mean']:.3f} |"]
@@ -125,12 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", required=True)
     p.add_argument("--fov", type=int, default=512)
     p.add_argument("--fwhm", action="store_true")
-    p.add_argument("--parity", type=float, default=None, help="max |diff| reported by srtrain export")
     p.add_argument("--note", default="")
     a = p.parse_args(argv)
     scores = heldout_scores(a.model, a.modality, a.structure, a.seeds, a.fov, a.fwhm)
     a.model.with_suffix(".metrics.json").write_text(json.dumps(scores, indent=2))
-    a.model.with_suffix(".md").write_text(card_markdown(a.model, scores, parity=a.parity, note=a.note))
+    a.model.with_suffix(".md").write_text(card_markdown(a.model, scores, note=a.note))
     print(json.dumps({k: v for k, v in scores.items() if k != "per_image"}, indent=2))
     return 0
 
