@@ -42,13 +42,13 @@ def _plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    labels = [f"{r['planes']} planes\n{r['input']}→{r['output']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = [f"{r['planes']} planes\n{r['output'].split('.')[-1]}" for r in rows]
     ax.bar(labels, [r["peak_rss_mib"] for r in rows], color="tab:blue", label="peak RSS")
     ax.plot(labels, [r["output_mib"] for r in rows], "o--", color="tab:red", label="output size")
     ax.set_ylabel("MiB")
-    ax.set_title(f"srrun peak memory vs dataset size ({PLANE}² uint16 planes, ×2 model)")
-    ax.legend()
+    ax.set_title(f"srrun peak RSS vs dataset size ({PLANE}² planes, ×2 model)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
