@@ -73,3 +73,12 @@ def test_card_precision_must_match_graph_dtype(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     with pytest.raises(ModelCardError, match="precision fp16"):
         Enhancer.from_file(path)
+
+
+def test_fp16_conversion_outside_tensorrt_is_refused(model_x2: Path) -> None:
+    if "tensorrt" in available_devices():
+        pytest.skip("TensorRT present: auto would honour trt_fp16")
+    with pytest.raises(DeviceUnavailableError, match="needs TensorRT"):
+        Enhancer.from_file(model_x2, device="auto", trt_fp16=True)
+    with pytest.raises(DeviceUnavailableError, match="needs TensorRT"):
+        create_session(model_x2, "cpu", trt_fp16=True)

@@ -99,13 +99,13 @@ class ModelCard:
         s = self.scale_factor
         if abs(s - round(s)) > 1e-6:
             raise ModelCardError(f"scale factor {s} is not an integer")
-        return int(round(s))
+        return round(s)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelCard":
+    def from_json(cls, text: str) -> ModelCard:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -175,7 +175,7 @@ def read_card(model: onnx.ModelProto | str | Path, *, verify: bool = True) -> Mo
             raise ModelCardError(f"model file not found: {path}")
         try:
             model = onnx.load(str(path))
-        except Exception as exc:  # protobuf raises several unrelated types
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types
             raise ModelCardError(f"{path} is not a readable ONNX model ({exc.__class__.__name__})") from None
     entries = {p.key: p.value for p in model.metadata_props}
     if CARD_KEY not in entries:

@@ -82,11 +82,16 @@ class Enhancer:
     @classmethod
     def from_file(cls, path: str | Path, *, device: str = "auto", tile: int | None = 512,
                   overlap: int | None = None, batch_size: int = 4, progress: bool = False,
-                  intra_op_threads: int | None = None, halo: int | None = None) -> Enhancer:
-        """Load a card-carrying ``.onnx`` file; a missing card or checksum mismatch is a ModelCardError."""
+                  intra_op_threads: int | None = None, halo: int | None = None,
+                  trt_fp16: bool = False) -> Enhancer:
+        """Load a card-carrying ``.onnx`` file; a missing card or checksum mismatch is a ModelCardError.
+
+        For fp16 on a GPU, pass the exported fp16 model file (fed float16 automatically), or
+        ``trt_fp16=True`` with ``device="tensorrt"`` to let TensorRT lower an fp32 graph.
+        """
         path = Path(path)
         card = read_card(path)  # verifies the weights checksum before anything runs
-        session, info = create_session(path, device, intra_op_threads=intra_op_threads)
+        session, info = create_session(path, device, intra_op_threads=intra_op_threads, trt_fp16=trt_fp16)
         return cls(session, card, info, tile=tile, overlap=overlap, batch_size=batch_size,
                    progress=progress, source=path, halo=halo)
 

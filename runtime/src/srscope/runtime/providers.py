@@ -93,13 +93,26 @@ def _requested_providers(device: str) -> list[str]:
 
 
 def create_session(model: str | Path | bytes, device: str = "auto", *,
-                   intra_op_threads: int | None = None) -> tuple[ort.InferenceSession, SessionInfo]:
+                   intra_op_threads: int | None = None,
+                   trt_fp16: bool = False) -> tuple[ort.InferenceSession, SessionInfo]:
     """Create an inference session on ``device`` and verify ORT really used it.
 
     ``intra_op_threads`` defaults to the usable core count: ORT's own default can pick all
     logical CPUs of the host even inside a CPU-limited container, which oversubscribes.
+
+    fp16: the normal route is an exported fp16 model file (``card.precision == "fp16"``), which
+    runs on any provider. ``trt_fp16=True`` additionally lets TensorRT build fp16 engines from an
+    fp32 graph (its ``trt_fp16_enable`` option, free to ask for); ORT's CUDA provider has no such
+    switch, so asking for it anywhere but TensorRT is an error rather than a silent no-op.
     """
     requested = _requested_providers(device)
+    if trt_fp16 and requested[0] != DEVICE_PROVIDERS["tensorrt"]:
+        raise DeviceUnavailableError(
+            f"fp16 conversion of an fp32 graph needs TensorRT, but device {device!r} resolves to "
+            f"{requested[0]}; export an fp16 model file instead")
+    chain: list[str | tuple[str, dict[str, str]]] = list(requested)
+    if trt_fp16:
+        chain[0] = (requested[0], {"trt_fp16_enable": "True"})
     threads = intra_op_threads or usable_cores()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -108,7 +121,7 @@ def create_session(model: str | Path | bytes, device: str = "auto", *,
     options.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
     try:
-        session = ort.InferenceSession(source, sess_options=options, providers=requested)
+        session = ort.InferenceSession(source, sess_options=options, providers=chain)
     except Exception as exc:  # ORT raises its own exception hierarchy (Fail, InvalidGraph, ...)
         if device.lower() in ("auto", "cpu"):
             raise
