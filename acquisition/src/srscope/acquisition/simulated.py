@@ -25,6 +25,7 @@ from pymmcore_plus.experimental.unicore import (
     StageDevice,
     StateDevice,
     XYStageDevice,
+    pymm_property,
 )
 
 #: Pixel size of the simulated camera in micrometres (10x objective on a 3.25 µm-pixel camera).
@@ -196,6 +197,28 @@ class SimulatedCamera(SimpleCameraDevice):
         self._rng = np.random.default_rng(seed)
         self._slide = _shared_slide(seed)
         self.offset_counts = 100.0
+        self._noise = "poisson"
+        self._z_bank: np.ndarray | None = None
+        self._z_next = 0
+
+    @pymm_property(allowed_values=["poisson", "fast"])
+    def noise_model(self) -> str:
+        """``poisson``: exact shot noise (~10 ms of CPU per 512² frame). ``fast``: Gaussian
+        approximation from a pre-drawn bank, so the camera costs almost no CPU, like real
+        hardware; benchmarks use it to time the hook rather than the simulator."""
+        return self._noise
+
+    @noise_model.setter
+    def noise_model(self, value: str) -> None:
+        self._noise = str(value)
+
+    def _shot_noise(self, photons: np.ndarray) -> np.ndarray:
+        if self._noise != "fast":
+            return self._rng.poisson(photons).astype(np.float32)
+        if self._z_bank is None or self._z_bank.shape[1:] != photons.shape:
+            self._z_bank = self._rng.standard_normal((8, *photons.shape), dtype=np.float32)
+        self._z_next = (self._z_next + 1) % len(self._z_bank)
+        return photons + np.sqrt(photons) * self._z_bank[self._z_next]
 
     def sensor_shape(self) -> tuple[int, int]:
         return self._shape
@@ -226,7 +249,7 @@ class SimulatedCamera(SimpleCameraDevice):
         cy = y + (ry + rh / 2 - full_h / 2) * SIMULATED_PIXEL_SIZE_UM
         photons = self._slide.render(cx, cy, (rh, rw), SIMULATED_PIXEL_SIZE_UM)
         photons = photons * np.float32(channel_gain * self._exposure_ms / 10.0) + np.float32(5.0)
-        counts = self._rng.poisson(photons) + self.offset_counts
+        counts = self._shot_noise(photons) + np.float32(self.offset_counts)
         buffer[ry:ry + rh, rx:rx + rw] = np.clip(counts, 0, np.iinfo(np.uint16).max).astype(np.uint16)
         # Keep the requested exposure as the frame period so timing tests see a real camera cadence.
         remaining = self._exposure_ms / 1000.0 - (time.perf_counter() - t0)
