@@ -166,7 +166,10 @@ class Blender:
     def __init__(self, plan: TilePlan) -> None:
         self.plan = plan
         s = plan.scale
-        self._out = np.zeros((plan.y.padded * s, plan.x.padded * s), dtype=np.float32)
+        # One tile (small frames, whole-image mode): no weights to apply; keep the tile as is,
+        # which saves several full-frame passes per live frame.
+        self._single = plan.count == 1
+        self._out = None if self._single else np.zeros((plan.y.padded * s, plan.x.padded * s), dtype=np.float32)
         self._wy = [plan.y.weights(i, s) for i in range(len(plan.y.starts))]
         self._wx = [plan.x.weights(i, s) for i in range(len(plan.x.starts))]
         self._pending = {(iy, ix) for iy in range(len(plan.y.starts)) for ix in range(len(plan.x.starts))}
@@ -178,20 +181,25 @@ class Blender:
             raise TilingError(
                 f"model returned a {tile_out.shape} tile for a {(th, tw)} input; expected {(th * s, tw * s)} "
                 f"(card scale ×{s})")
+        self._pending.discard((iy, ix))
+        if self._single:
+            self._out = tile_out
+            return
         y0, x0 = self.plan.y.starts[iy] * s, self.plan.x.starts[ix] * s
         self._out[y0:y0 + th * s, x0:x0 + tw * s] += tile_out * np.outer(self._wy[iy], self._wx[ix])
-        self._pending.discard((iy, ix))
 
     def result(self) -> np.ndarray:
         if self._pending:
             raise TilingError(f"{len(self._pending)} tiles were never added")
         s, py, px = self.plan.scale, self.plan.y, self.plan.x
+        ys = slice(py.halo * s, (py.halo + py.size) * s)
+        xs = slice(px.halo * s, (px.halo + px.size) * s)
+        if self._single:
+            return self._out[ys, xs]
         wy = np.zeros(py.padded * s, dtype=np.float32)
         for start, w in zip(py.starts, self._wy):
             wy[start * s:start * s + w.size] += w
         wx = np.zeros(px.padded * s, dtype=np.float32)
         for start, w in zip(px.starts, self._wx):
             wx[start * s:start * s + w.size] += w
-        ys = slice(py.halo * s, (py.halo + py.size) * s)
-        xs = slice(px.halo * s, (px.halo + px.size) * s)
         return self._out[ys, xs] / wy[ys, None] / wx[None, xs]
