@@ -74,7 +74,7 @@ def differences_figure(result: EvaluationResult, path: Path) -> Path:
     kinds = [INPUT, *result.methods]
     diffs = {k: example.images[k][window] - truth for k in kinds}
     limit = float(np.percentile(np.abs(np.concatenate([d.ravel() for d in diffs.values()])), 99.5)) or 1.0
-    fig, axes = plt.subplots(1, len(kinds), figsize=(2.3 * len(kinds), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.3 * len(kinds) + 1.0, 2.8), squeeze=False, layout="constrained")
     for ax, kind in zip(axes[0], kinds):
         im = ax.imshow(diffs[kind], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(f"{kind} − truth", fontsize=8)
@@ -91,7 +91,7 @@ def squirrel_figure(result: EvaluationResult, path: Path) -> Path:
     kinds = [*result.methods, TRUTH]
     maps = [example.squirrel_maps[k] for k in kinds]
     vmax = float(np.percentile(np.concatenate([m.ravel() for m in maps]), 99.5)) or 1.0
-    fig, axes = plt.subplots(1, len(kinds), figsize=(2.3 * len(kinds), 2.7), squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.3 * len(kinds) + 1.0, 2.9), squeeze=False, layout="constrained")
     for ax, kind, emap in zip(axes[0], kinds, maps):
         im = ax.imshow(emap, cmap="inferno", vmin=0, vmax=vmax, interpolation="nearest")
         first = result.squirrel[kind][0]

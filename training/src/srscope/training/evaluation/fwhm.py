@@ -107,7 +107,7 @@ class PeakFit:
     fitted_range: tuple[float, float]
 
 
-def fit_main_peak(values: np.ndarray, bins: int | str = "fd") -> PeakFit:
+def fit_main_peak(values: np.ndarray, bins: int | str | np.ndarray = "fd") -> PeakFit:
     """Histogram ``values`` and fit a Gaussian to the bins of the main (modal) peak.
 
     The main-peak region is the run of bins around the mode whose counts stay above 10 % of the
@@ -118,13 +118,16 @@ def fit_main_peak(values: np.ndarray, bins: int | str = "fd") -> PeakFit:
     vals = vals[np.isfinite(vals)]
     if vals.size < 3:
         raise ValueError(f"need at least 3 FWHM values for a histogram fit, got {vals.size}")
-    lo, hi = np.percentile(vals, [0.5, 99.5])
-    if hi <= lo:
-        hi = lo + max(abs(lo) * 1e-3, 1e-9)
-    edges = np.histogram_bin_edges(vals, bins=bins, range=(lo, hi))
-    if len(edges) < 8:  # too few bins to see a peak shape
-        edges = np.linspace(lo, hi, 16)
-    edges = edges[:201]
+    if isinstance(bins, np.ndarray):
+        edges = np.asarray(bins, dtype=np.float64)
+    else:
+        lo, hi = np.percentile(vals, [0.5, 99.5])
+        if hi <= lo:
+            hi = lo + max(abs(lo) * 1e-3, 1e-9)
+        edges = np.histogram_bin_edges(vals, bins=bins, range=(lo, hi))
+        if len(edges) < 8:  # too few bins to see a peak shape
+            edges = np.linspace(lo, hi, 16)
+        edges = edges[:201]
     counts, edges = np.histogram(vals, bins=edges)
     centres = 0.5 * (edges[:-1] + edges[1:])
     mode = int(np.argmax(counts))
@@ -207,7 +210,24 @@ def measure_fwhm(
                 fit = fit_spot(image, (int(spot[0]), int(spot[1])), crop)
                 if fit is not None:
                     results[name].values_nm.append(fit.fwhm * pixel_size_nm)
-    for dist in results.values():
-        if len(dist.values_nm) >= 3:
-            dist.peak = fit_main_peak(np.asarray(dist.values_nm))
+    fit_peaks(results)
     return results
+
+
+def fit_peaks(distributions: Mapping[str, FwhmDistribution], n_bins: int = 60) -> None:
+    """Fit every distribution's main peak on one set of bin edges spanning all of them.
+
+    Shared bins keep the histograms of input, outputs and ground truth comparable in one plot
+    (the paper's Fig. 4 layout) and give every kind the same FWHM resolution.
+    """
+    pooled = np.concatenate([np.asarray(d.values_nm, dtype=np.float64) for d in distributions.values()]
+                            or [np.zeros(0)])
+    pooled = pooled[np.isfinite(pooled)]
+    edges: np.ndarray | str = "fd"
+    if pooled.size >= 3:
+        lo, hi = np.percentile(pooled, [0.5, 99.5])
+        if hi > lo:
+            pad = 0.05 * (hi - lo)
+            edges = np.linspace(lo - pad, hi + pad, n_bins + 1)
+    for dist in distributions.values():
+        dist.peak = fit_main_peak(np.asarray(dist.values_nm), bins=edges) if len(dist.values_nm) >= 3 else None

@@ -141,8 +141,9 @@ def _markdown(result: EvaluationResult, summary: dict[str, Any], figure_files: d
                      f"{_fmt(row['spectral_support_per_um'], 2)} | {_fmt(row['squirrel_rse'], 3)} | "
                      f"{_fmt(row['squirrel_rse_relative'], 4)} | {_fmt(row['squirrel_rsp'], 4)} |")
     lines += ["", ("Decorrelation analysis (Descloux et al. 2019) estimates resolution from each image alone. "
-              "Spectral support is the highest frequency whose radially averaged power stays 10× above the "
-              "image's high-frequency floor. SQUIRREL (Culley et al. 2018) blurs each output back to the input's "
+              "Spectral support is the highest frequency whose radially averaged power, relative to the "
+              "image's own low-frequency power, stays above 10× the input's relative noise floor (one level "
+              "for all images, so interpolation cannot fake support). SQUIRREL (Culley et al. 2018) blurs each output back to the input's "
               "resolution with an optimised Gaussian and an affine intensity fit: RSE is the residual RMS error "
               "in input counts, RSP the Pearson correlation. The ground truth's own RSE/RSP is the floor set by "
               "input noise and the Gaussian blur model."), ""]

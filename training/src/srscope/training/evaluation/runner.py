@@ -19,7 +19,7 @@ from srscope.training.evaluation.baselines import (
 )
 from srscope.training.evaluation.fwhm import (
     FwhmDistribution,
-    fit_main_peak,
+    fit_peaks,
     measure_fwhm,
 )
 from srscope.training.evaluation.methods import Method
@@ -194,6 +194,5 @@ def merge_fwhm(parts: Sequence[dict[str, FwhmDistribution]]) -> dict[str, FwhmDi
             target = merged.setdefault(kind, FwhmDistribution(name=kind))
             target.values_nm.extend(dist.values_nm)
             target.n_spots += dist.n_spots
-    for dist in merged.values():
-        dist.peak = fit_main_peak(np.asarray(dist.values_nm)) if len(dist.values_nm) >= 3 else None
+    fit_peaks(merged)
     return merged
