@@ -47,3 +47,21 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path: Path, model_x2: Pat
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("srrun: error: cannot reach the dask scheduler") and "\n" not in err
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_long_lived_cluster_does_not_reuse_handles_of_a_replaced_job(tmp_path: Path, model_x2: Path) -> None:
+    """Workers cache the input/model/output per run: a second job at the same paths must not see the first's."""
+    src, out = tmp_path / "in.ome.zarr", tmp_path / "out.ome.zarr"
+    small = np.random.default_rng(3).integers(100, 3000, (2, 32, 32)).astype(np.uint16)
+    large = np.random.default_rng(4).integers(100, 3000, (3, 48, 40)).astype(np.uint16)
+    with distributed.LocalCluster(host="127.0.0.1", protocol="tcp", n_workers=1, threads_per_worker=1,
+                                  processes=False, dashboard_address=None) as cluster:
+        for data in (small, large):
+            write_image(src, Image(data, "zyx", (0.325, 0.325)), overwrite=True)
+            assert main([str(model_x2), str(src), str(out), "--quiet", "--overwrite",
+                         "--scheduler", cluster.scheduler_address]) == 0
+    result = zarr.open_group(out, mode="r")["0"][...]
+    assert result.shape == (3, 96, 80)
+    local = tmp_path / "local.ome.zarr"
+    assert main([str(model_x2), str(src), str(local), "--quiet"]) == 0
+    np.testing.assert_array_equal(result, zarr.open_group(local, mode="r")["0"][...])

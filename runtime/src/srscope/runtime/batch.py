@@ -10,9 +10,12 @@ into place), so nothing that looks finished is ever half-written.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import shutil
 import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,24 +247,29 @@ def _check_reachable(address: str) -> None:
         raise BatchError(f"cannot reach the dask scheduler at {address} ({exc.strerror or exc})") from None
 
 
-def _run_distributed(address: str, task: PlaneTask, pending: list[Plane],
-                     on_done: Callable[[PlaneResult], None]) -> None:
+def _connect(address: str):
+    """A dask.distributed client for ``address``, or a one-line :class:`BatchError`."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise BatchError("--scheduler needs dask.distributed: pip install 'srscope-runtime[distributed]'") from None
     _check_reachable(address)
     try:
-        client = Client(address, set_as_default=False, timeout=10)
+        return Client(address, set_as_default=False, timeout=10)
     except (OSError, TimeoutError) as exc:
         raise BatchError(f"cannot reach the dask scheduler at {address} ({exc.__class__.__name__})") from None
-    with client:
-        futures = [client.submit(process_plane, task, p, pure=False) for p in pending]
-        try:
-            for future in as_completed(futures, loop=client.loop):
-                on_done(future.result())
-        finally:
-            client.cancel(futures)
+
+
+def _run_distributed(client, task: PlaneTask, pending: list[Plane],
+                     on_done: Callable[[PlaneResult], None]) -> None:
+    from distributed import as_completed
+
+    futures = [client.submit(process_plane, task, p, pure=False) for p in pending]
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            on_done(future.result())
+    finally:
+        client.cancel(futures)
 
 
 def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = True) -> JobReport:
@@ -269,12 +277,19 @@ def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = Tru
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(_connect(scheduler)) if scheduler else None  # before touching OUTPUT
+        return _run(plan, client, progress, tqdm, start)
+
+
+def _run(plan: JobPlan, client, progress: bool, tqdm, start: float) -> JobReport:
     store = plan.store_path
     created = False
     if not store.exists():
         OmeZarrWriter.create(store, shape=plan.output_shape, dtype=plan.task.options.dtype,
                              axes=plan.axes, job=plan.identity)
         created = True
+    task = dataclasses.replace(plan.task, run_token=uuid.uuid4().hex)
     record = ProgressRecord(store)
     status = store_status(store)
     done = record.done() if status == INCOMPLETE else {}
@@ -289,16 +304,18 @@ def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = Tru
     with tqdm(total=len(planes), initial=len(planes) - len(pending), unit="plane", desc="srrun",
               disable=not progress, dynamic_ncols=True) as bar:
         try:
-            if scheduler:
-                _run_distributed(scheduler, plan.task, pending, on_done)
+            if client is not None:
+                _run_distributed(client, task, pending, on_done)
             else:
-                _run_local(plan.task, pending, on_done)
+                _run_local(task, pending, on_done)
         except BaseException:
-            forget_cached(plan.task.store_path)
-            if created and not computed:
-                shutil.rmtree(store, ignore_errors=True)  # nothing worth resuming: leave no debris
+            forget_cached()
+            # Nothing worth resuming: leave no debris. (Not with a cluster: a cancelled task may
+            # still be writing, and an incomplete store is harmless anyway.)
+            if created and not computed and client is None:
+                shutil.rmtree(store, ignore_errors=True)
             raise
-    forget_cached(plan.task.store_path)
+    forget_cached()
     clipped = sum(int(f.get("clipped", 0)) for f in record.done().values()) if status == INCOMPLETE else 0
     if status == INCOMPLETE:
         writer = OmeZarrWriter.open(store)

@@ -48,6 +48,9 @@ class PlaneTask:
     models: tuple[str | None, ...]
     scale: int
     options: RunOptions
+    #: New for every run: a long-lived worker must not reuse handles from an earlier job whose
+    #: files were since replaced at the same paths (another shape, other weights).
+    run_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,35 +60,43 @@ class PlaneResult:
     seconds: float
 
 
+# Per-process handles (input array, sessions, output array) for the current run only.
 _cache: dict[tuple, object] = {}
+_cache_run = [""]
 _cache_lock = threading.Lock()
 
 
-def _cached(key: tuple, make):
+def _cached(run_token: str, key: tuple, make):
     with _cache_lock:
+        if _cache_run[0] != run_token:
+            _cache.clear()
+            _cache_run[0] = run_token
         if key not in _cache:
             _cache[key] = make()
         return _cache[key]
 
 
-def _input(path: str):
-    return _cached(("input", path), lambda: canonical_data(read_image(path))[0])
+def _input(task: PlaneTask):
+    return _cached(task.run_token, ("input", task.input_path),
+                   lambda: canonical_data(read_image(task.input_path))[0])
 
 
-def _enhancer(path: str, options: RunOptions):
-    key = ("model", path, options.device, options.tile, options.overlap, options.batch_size)
-    return _cached(key, lambda: Enhancer.from_file(path, device=options.device, tile=options.tile,
-                                                   overlap=options.overlap, batch_size=options.batch_size))
+def _enhancer(task: PlaneTask, path: str):
+    o = task.options
+    return _cached(task.run_token, ("model", path), lambda: Enhancer.from_file(
+        path, device=o.device, tile=o.tile, overlap=o.overlap, batch_size=o.batch_size))
 
 
-def _level0(store: str):
-    return _cached(("store", store), lambda: OmeZarrWriter.open(Path(store)).level0)
+def _level0(task: PlaneTask):
+    return _cached(task.run_token, ("store", task.store_path),
+                   lambda: OmeZarrWriter.open(Path(task.store_path)).level0)
 
 
-def forget_cached(store: str) -> None:
-    """Drop the cached handle to ``store`` (it is about to be deleted or finalised)."""
+def forget_cached() -> None:
+    """Drop this process's handles (the run is over; its store is about to be finalised or deleted)."""
     with _cache_lock:
-        _cache.pop(("store", store), None)
+        _cache.clear()
+        _cache_run[0] = ""
 
 
 def passthrough(plane: np.ndarray, scale: int) -> np.ndarray:
@@ -117,7 +128,7 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     """Read, super-resolve, convert and store one plane, then mark it done."""
     start = time.perf_counter()
     where = f"input plane {plane.describe()}"
-    raw = np.asarray(_input(task.input_path)[plane.index].compute(scheduler="synchronous"))
+    raw = np.asarray(_input(task)[plane.index].compute(scheduler="synchronous"))
     if np.issubdtype(raw.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(raw)))
         if bad:
@@ -126,11 +137,11 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     if model is None:
         result = passthrough(raw, task.scale)
     else:
-        result = _enhancer(model, task.options).enhance(raw)
+        result = _enhancer(task, model).enhance(raw)
     expected = (raw.shape[0] * task.scale, raw.shape[1] * task.scale)
     if result.shape != expected:
         raise BatchError(f"{where}: model returned shape {result.shape}, expected {expected}")
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
-    _level0(task.store_path)[plane.index] = values
+    _level0(task)[plane.index] = values
     ProgressRecord(task.store_path).mark_done(plane.number, {"clipped": clipped})
     return PlaneResult(plane.number, clipped, time.perf_counter() - start)
