@@ -33,6 +33,8 @@ def test_auto_records_the_provider_actually_running(model_x2: Path) -> None:
     assert enhancer.provider == enhancer.session.get_providers()[0]
     assert enhancer.device == available_devices()[0] or enhancer.provider == "CPUExecutionProvider"
     assert enhancer.info.intra_op_threads == usable_cores()
+    # Nothing better than what runs was advertised, so there is no fall-back to report.
+    assert (enhancer.info.fallback is None) == (enhancer.device == available_devices()[0])
 
 
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])

@@ -48,6 +48,7 @@ class SessionInfo:
     provider: str
     providers: tuple[str, ...]
     intra_op_threads: int
+    fallback: str | None = None  # why ``auto`` ended on a lesser provider, if it did
 
     @property
     def on_gpu(self) -> bool:
@@ -120,19 +121,26 @@ def create_session(model: str | Path | bytes, device: str = "auto", *,
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
+    fallback: str | None = None
     try:
         session = ort.InferenceSession(source, sess_options=options, providers=chain)
     except Exception as exc:  # ORT raises its own exception hierarchy (Fail, InvalidGraph, ...)
-        if device.lower() in ("auto", "cpu"):
+        if requested[0] == "CPUExecutionProvider":
             raise
-        raise DeviceUnavailableError(f"could not start a session on {device!r}: {exc}") from exc
+        if device.lower() != "auto":
+            raise DeviceUnavailableError(f"could not start a session on {device!r}: {exc}") from exc
+        # auto: a GPU provider that is installed but broken (driver/library mismatch) degrades
+        # to the CPU, loudly; the SessionInfo below then records the CPU.
+        fallback = (f"{requested[0]} failed to start ({exc.__class__.__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''})")
+        warnings.warn(f"auto device: {fallback}; running on the CPU", ProviderFallbackWarning, stacklevel=2)
+        session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     got = tuple(session.get_providers())
     primary = got[0] if got else "CPUExecutionProvider"
     if device.lower() == "auto":
-        if primary != requested[0]:
-            warnings.warn(
-                f"auto device: wanted {requested[0]} but ONNX Runtime runs on {primary} "
-                "(provider libraries missing?)", ProviderFallbackWarning, stacklevel=2)
+        if primary != requested[0] and fallback is None:
+            fallback = f"wanted {requested[0]} but ONNX Runtime runs on {primary} (provider libraries missing?)"
+            warnings.warn(f"auto device: {fallback}", ProviderFallbackWarning, stacklevel=2)
         name = next((d for d, p in DEVICE_PROVIDERS.items() if p == primary), primary)
     else:
         if primary != requested[0]:
@@ -140,4 +148,5 @@ def create_session(model: str | Path | bytes, device: str = "auto", *,
                 f"device {device!r} requested but ONNX Runtime fell back to {primary} "
                 "(check the CUDA/cuDNN/TensorRT libraries on this machine)")
         name = device.lower()
-    return session, SessionInfo(device=name, provider=primary, providers=got, intra_op_threads=threads)
+    return session, SessionInfo(device=name, provider=primary, providers=got, intra_op_threads=threads,
+                                fallback=fallback)
