@@ -9,6 +9,7 @@ from skimage.transform import rescale
 from srscope.runtime.testing import build_test_model
 from srscope.training.cli import main
 from srscope.training.data.simulate import simulate_pair
+from srscope.training.evaluation.cli import DEFAULT_TEST_SEED
 from srscope.training.evaluation.metrics import score_image
 
 
@@ -36,10 +37,12 @@ def test_writes_report_figures_and_summary(widefield_run):
         assert 0 < row["ssim"] <= 1 and row["seconds_per_megapixel"] > 0
     assert summary["spread"]["gan"]["psnr"]["n"] == 2
     assert len(summary["per_image"]) == 2
-    assert summary["test_set"]["images"] == ["widefield-mitochondria-seed0", "widefield-mitochondria-seed1"]
+    first = DEFAULT_TEST_SEED
+    assert summary["test_set"]["images"] == [f"widefield-mitochondria-seed{first}",
+                                             f"widefield-mitochondria-seed{first + 1}"]
     assert "misregister=False" in summary["test_set"]["source"]
     # The LR search ran on a pair outside the test set, over the whole grid.
-    assert summary["test_set"]["validation_pair"].startswith("widefield-mitochondria-seed1000000")
+    assert summary["test_set"]["validation_pair"].startswith(f"widefield-mitochondria-seed{1_000_000 + first}")
     assert len(summary["lr_search"]["grid"]) == 7 * 4
     assert summary["fwhm"] is None  # tubules: no spot analysis unless asked
 
@@ -58,7 +61,8 @@ def test_summary_scores_match_an_independent_recomputation(widefield_run):
     """Bilinear PSNR/SSIM recomputed from the simulator's pairs with scikit-image's own resize."""
     _, out = widefield_run
     summary = json.loads((out / "summary.json").read_text())
-    for seed, row in enumerate(summary["per_image"]):
+    for k, row in enumerate(summary["per_image"]):
+        seed = DEFAULT_TEST_SEED + k
         pair = simulate_pair("widefield", "mitochondria", seed=seed, hr_shape=(128, 128), misregister=False)
         up = rescale(pair.lr.astype(float), 2, order=1, mode="edge", anti_aliasing=False, preserve_range=True)
         scores = score_image(up, pair.hr.astype(float))
