@@ -155,6 +155,9 @@ class LivePipeline:
         self._lock = threading.Lock()
         self._summary = RunSummary(policy=self.policy.value)
         self._latencies: list[float] = []
+        self._inference_s = 0.0
+        self._inferred = 0
+        self._write_s = 0.0
         self._callbacks: list[float] = []
         self._t_first: float | None = None
         self._t_last_out: float | None = None
@@ -238,6 +241,10 @@ class LivePipeline:
             s = RunSummary(**{k: (list(v) if isinstance(v, list) else v)
                               for k, v in self._summary.__dict__.items()})
             s.set_latencies(list(self._latencies), list(self._callbacks))
+            if self._inferred:
+                s.inference_ms_per_frame = 1e3 * self._inference_s / self._inferred
+            if s.frames_super_resolved:
+                s.write_ms_per_frame = 1e3 * self._write_s / s.frames_super_resolved
             if self._t_first is not None:
                 end = self._t_last_out if self._t_last_out is not None else time.perf_counter()
                 s.wall_s = max(0.0, end - self._t_first)
@@ -281,7 +288,11 @@ class LivePipeline:
                 self._fail(frames)
                 continue
             try:
+                t0 = time.perf_counter()
                 outputs = model.enhance_many([f.data for f in frames])
+                with self._lock:
+                    self._inference_s += time.perf_counter() - t0
+                    self._inferred += len(frames)
             except Exception as exc:  # noqa: BLE001 - isolate the acquisition from SR failures
                 self._failed_models.add(id(model))
                 self._warn_once(f"model-{id(model)}",
@@ -299,6 +310,7 @@ class LivePipeline:
             self._fail([frame])
             return
         key = frame.key
+        t0 = time.perf_counter()
         try:
             self.writer.open_position(key.position, self._geometry(frame, model), name=frame.position_name)
             self.writer.write(key.position, key.t, key.channel or "sr", key.z, plane)
@@ -310,6 +322,7 @@ class LivePipeline:
             return
         done = time.perf_counter()
         with self._lock:
+            self._write_s += done - t0
             self._summary.frames_super_resolved += 1
             self._latencies.append(done - frame.t_in)
             self._t_last_out = done

@@ -44,6 +44,8 @@ class RunSummary:
     callback_p95_ms: float | None = None
     callback_max_ms: float | None = None
     blocked_s: float = 0.0
+    inference_ms_per_frame: float | None = None
+    write_ms_per_frame: float | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped_frames: list[dict[str, Any]] = field(default_factory=list)
@@ -91,6 +93,9 @@ class RunSummary:
             (f"  hook callback time:     median {ms(self.callback_median_ms)}, p95 {ms(self.callback_p95_ms)},"
              f" max {ms(self.callback_max_ms)}"),
         ]
+        if self.inference_ms_per_frame is not None:
+            lines.append(f"  SR worker per frame:    inference {ms(self.inference_ms_per_frame)},"
+                         f" OME-Zarr write {ms(self.write_ms_per_frame)}")
         if self.blocked_s > 0:
             lines.append(f"  acquisition blocked by a full queue for {self.blocked_s:.3f} s in total")
         lines += [f"  error: {e}" for e in self.errors]
