@@ -54,6 +54,8 @@ def test_cli_multi_axis_tiff_to_ome_zarr(tmp_path: Path, model_x2: Path) -> None
 
     level0 = group["0"][...]
     assert level0.shape == (2, 2, 3, 80, 96) and level0.dtype == np.float32
+    level1 = group["1"][...]  # written plane by plane alongside level 0
+    np.testing.assert_allclose(level1, level0.reshape(2, 2, 3, 40, 2, 48, 2).mean(axis=(4, 6)), rtol=1e-6)
     enhancer = Enhancer.from_file(model_x2)
     for index in [(0, 0, 0), (1, 1, 2), (0, 1, 1)]:
         np.testing.assert_allclose(level0[index], enhancer.enhance(data[index]), rtol=1e-5, atol=1e-3)

@@ -87,9 +87,12 @@ def _enhancer(task: PlaneTask, path: str):
         path, device=o.device, tile=o.tile, overlap=o.overlap, batch_size=o.batch_size))
 
 
-def _level0(task: PlaneTask):
-    return _cached(task.run_token, ("store", task.store_path),
-                   lambda: OmeZarrWriter.open(Path(task.store_path)).level0)
+def _output(task: PlaneTask) -> tuple[OmeZarrWriter, list]:
+    def open_store():
+        writer = OmeZarrWriter.open(Path(task.store_path))
+        return writer, writer.levels
+
+    return _cached(task.run_token, ("store", task.store_path), open_store)
 
 
 def forget_cached() -> None:
@@ -125,7 +128,7 @@ def to_output_dtype(values: np.ndarray, dtype: str, *, clip: bool, where: str) -
 
 
 def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
-    """Read, super-resolve, convert and store one plane, then mark it done."""
+    """Read, super-resolve, convert and store one plane (all pyramid levels), then mark it done."""
     start = time.perf_counter()
     where = f"input plane {plane.describe()}"
     raw = np.asarray(_input(task)[plane.index].compute(scheduler="synchronous"))
@@ -142,6 +145,7 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     if result.shape != expected:
         raise BatchError(f"{where}: model returned shape {result.shape}, expected {expected}")
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
-    _level0(task)[plane.index] = values
+    writer, levels = _output(task)
+    writer.write_plane(plane.index, values, levels=levels)  # with its pyramid levels
     ProgressRecord(task.store_path).mark_done(plane.number, {"clipped": clipped})
     return PlaneResult(plane.number, clipped, time.perf_counter() - start)

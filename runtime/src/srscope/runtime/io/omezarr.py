@@ -1,9 +1,10 @@
 """OME-Zarr (NGFF) reading (0.4 and 0.5) and writing (0.5, zarr v3) with a multiscale pyramid.
 
 Writing is split in two so long jobs can stream into the final store: :meth:`OmeZarrWriter.create`
-makes the full-resolution array and marks the group ``incomplete``; planes are then written in any
-order, by any process; :meth:`OmeZarrWriter.finalize` checks every chunk exists, builds the pyramid
-and only then writes the NGFF ``multiscales`` metadata. A store without that metadata is not an
+makes every pyramid level (empty) and marks the group ``incomplete``; planes are then written in
+any order, by any process, each together with its downsampled levels
+(:meth:`OmeZarrWriter.write_plane`); :meth:`OmeZarrWriter.finalize` checks every level-0 chunk
+exists and only then writes the NGFF ``multiscales`` metadata. A store without that metadata is not an
 image to any NGFF reader, so an interrupted job can never be mistaken for a finished one.
 """
 
@@ -18,8 +19,8 @@ import dask.array as da
 import numpy as np
 import zarr
 from srscope.runtime.io.image import Image, ImageIOError
-from srscope.runtime.io.lazy import as_dask, canonical_data
-from srscope.runtime.io.pyramid import plane_chunks, write_levels
+from srscope.runtime.io.lazy import canonical_data
+from srscope.runtime.io.pyramid import level_shapes, plane_chunks, plane_levels
 from srscope.runtime.io.units import (
     NGFF_SPACE_UNIT,
     NGFF_TIME_UNIT,
@@ -173,6 +174,24 @@ class OmeZarrWriter:
         return self.group["0"].with_config({"write_empty_chunks": True})
 
     @property
+    def levels(self) -> list[zarr.Array]:
+        """Level 0 first, then each 2x2-downsampled level."""
+        arrays = [self.level0]
+        while str(len(arrays)) in self.group:
+            arrays.append(self.group[str(len(arrays))])
+        return arrays
+
+    def write_plane(self, index: tuple[int, ...], plane: np.ndarray, *, levels: list[zarr.Array] | None = None) -> None:
+        """Store one (y, x) plane at ``index`` (the leading-axis position) and its pyramid levels.
+
+        Level 0 goes last, so a plane whose level-0 chunk exists has all its levels too.
+        """
+        levels = levels or self.levels
+        values = plane_levels(np.asarray(plane, dtype=self.level0.dtype), len(levels))
+        for array, value in reversed(list(zip(levels, values))):
+            array[index] = value
+
+    @property
     def job(self) -> dict:
         """Whatever the creator stored to recognise its own unfinished store (see :meth:`create`)."""
         return dict(self.group.attrs.get(SRSCOPE_KEY, {})).get("job", {})
@@ -185,10 +204,11 @@ class OmeZarrWriter:
             raise ImageIOError(f"OME-Zarr axes must be in t, c, z, y, x order, got {axes!r}")
         group = zarr.open_group(path, mode="w" if overwrite else "w-", zarr_format=3)
         group.attrs[SRSCOPE_KEY] = {"status": INCOMPLETE, "job": _check_json(job or {})}
-        group.create_array(
-            "0", shape=tuple(shape), dtype=dtype, chunks=plane_chunks(tuple(shape)),
-            dimension_names=list(axes), fill_value=0,
-        )
+        for level, level_shape in enumerate(level_shapes(tuple(shape))):
+            group.create_array(
+                str(level), shape=level_shape, dtype=dtype, chunks=plane_chunks(level_shape),
+                dimension_names=list(axes), fill_value=0,
+            )
         return cls(path, group)
 
     @classmethod
@@ -209,13 +229,12 @@ class OmeZarrWriter:
         return arr.nchunks - arr.nchunks_initialized
 
     def finalize(self, template: Image, *, name: str = "image") -> None:
-        """Build the pyramid and write NGFF metadata last; ``template`` supplies calibration/names."""
+        """Write the NGFF metadata, last; ``template`` supplies calibration, names and metadata."""
         missing = self.missing_chunks()
         if missing:
             raise ImageIOError(f"{self.path}: {missing} chunk(s) of level 0 were never written")
         axes = template.axes
-        dims = list(axes)
-        paths = write_levels(self.group, self.level0, dims)
+        paths = [str(i) for i in range(len(self.levels))]
         base = _base_scale(axes, template)
         datasets = []
         for i, p in enumerate(paths):
@@ -240,7 +259,9 @@ def write_omezarr(path: Path, image: Image, *, overwrite: bool = False) -> Path:
     if not all(math.isfinite(s) for s in image.pixel_size_um):
         raise ImageIOError("pixel size must be finite")
     writer = OmeZarrWriter.create(path, shape=data.shape, dtype=data.dtype, axes=axes, overwrite=overwrite)
-    da.store(as_dask(data).rechunk(writer.level0.chunks), writer.level0, lock=False)
+    levels = writer.levels
+    for index in np.ndindex(*data.shape[:-2]):
+        writer.write_plane(index, np.asarray(data[index].compute()), levels=levels)
     template = Image(data=writer.level0, axes=axes, pixel_size_um=image.pixel_size_um,
                      channel_names=image.channel_names, z_step_um=image.z_step_um,
                      time_interval_s=image.time_interval_s, metadata=image.metadata)

@@ -1,15 +1,15 @@
-"""Downsampled levels of an NGFF multiscale pyramid, built chunk by chunk from the level above.
+"""Downsampled levels of an NGFF multiscale pyramid, computed plane by plane.
 
 Levels are 2x2 means in y and x (other axes untouched), so intensities stay in the same physical
 units at every level; integer data is rounded back to its dtype (a mean never leaves its range).
-Each level is computed from the previous *stored* level with dask, so memory stays bounded.
+Because every level of a plane depends only on that plane, a plane's levels are written together
+with the plane itself: a finished job never has to re-read its whole output to build the pyramid,
+and planes written by different processes stay independent.
 """
 
 from __future__ import annotations
 
-import dask.array as da
 import numpy as np
-import zarr
 
 #: Stop adding levels once the smaller of y/x would fall below this many pixels.
 MIN_LEVEL_SIZE = 32
@@ -32,29 +32,19 @@ def level_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return shapes
 
 
-def halve(level: da.Array) -> da.Array:
-    """2x2 mean of the last two axes (an odd last row/column is dropped)."""
-    h, w = level.shape[-2] // 2 * 2, level.shape[-1] // 2 * 2
-    even = level[..., :h, :w]
-    even = even.rechunk((1,) * (level.ndim - 2) + (min(h, MAX_CHUNK_EDGE), min(w, MAX_CHUNK_EDGE)))
-    factors = {level.ndim - 2: 2, level.ndim - 1: 2}
-    dtype = level.dtype
-    if np.issubdtype(dtype, np.floating):
-        return da.coarsen(np.mean, even, factors).astype(dtype)
-    mean = da.coarsen(np.mean, even.astype(np.float64), factors)
-    return da.rint(mean).astype(dtype)
+def halve(plane: np.ndarray) -> np.ndarray:
+    """2x2 mean of a 2D plane in its own dtype (an odd last row/column is dropped)."""
+    h, w = plane.shape[0] // 2, plane.shape[1] // 2
+    blocks = np.asarray(plane[: 2 * h, : 2 * w], dtype=np.float64).reshape(h, 2, w, 2)
+    mean = blocks.mean(axis=(1, 3))
+    if np.issubdtype(plane.dtype, np.integer):
+        mean = np.rint(mean)
+    return mean.astype(plane.dtype)
 
 
-def write_levels(group: zarr.Group, level0: zarr.Array, dimension_names: list[str]) -> list[str]:
-    """Create arrays ``"1"``, ``"2"``, ... beside ``level0`` (path ``"0"``); returns all paths."""
-    paths = ["0"]
-    previous = level0
-    for i, shape in enumerate(level_shapes(level0.shape)[1:], start=1):
-        target = group.create_array(
-            str(i), shape=shape, dtype=level0.dtype, chunks=plane_chunks(shape),
-            dimension_names=dimension_names, overwrite=True, fill_value=0,
-        )
-        da.store(halve(da.from_zarr(previous)).rechunk(target.chunks), target, lock=False)
-        paths.append(str(i))
-        previous = target
-    return paths
+def plane_levels(plane: np.ndarray, n_levels: int) -> list[np.ndarray]:
+    """``[plane, halve(plane), halve(halve(plane)), ...]``, ``n_levels`` entries."""
+    levels = [plane]
+    for _ in range(n_levels - 1):
+        levels.append(halve(levels[-1]))
+    return levels
