@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from srscope.runtime.cli import main
 from srscope.runtime.io import Image, ImageIOError, read_image, write_image
 from srscope.runtime.progressrecord import RECORD_DIR
@@ -95,3 +96,20 @@ def test_rerun_with_a_different_model_refuses_to_mix_results(tmp_path: Path, mod
     assert "different input/models/options" in proc.stderr and "--overwrite" in proc.stderr
     assert main([str(other), str(src), str(out), "--overwrite", "--quiet", "--log-json", str(tmp_path / "log.json")]) == 0
     assert json.loads((tmp_path / "log.json").read_text())["planes_computed"] == N_PLANES
+
+
+def test_tiff_job_killed_during_conversion_only_redoes_the_conversion(tmp_path: Path, model_x2: Path) -> None:
+    data = np.random.default_rng(8).integers(100, 3000, (4, 32, 32)).astype(np.uint16)
+    src = write_image(tmp_path / "in.ome.zarr", Image(data, "zyx", (0.325, 0.325)))
+    # The state a kill during the TIFF conversion leaves: a finished work store plus a temporary TIFF.
+    work = tmp_path / ".out.ome.tif.srrun-partial.zarr"
+    assert main([str(model_x2), str(src), str(work), "--quiet"]) == 0
+    expected = np.asarray(read_image(work).data)
+    debris = tmp_path / ".out.ome.tif.0badc0de.partial"
+    debris.write_bytes(b"half a tiff")
+
+    log = tmp_path / "log.json"
+    assert main([str(model_x2), str(src), str(tmp_path / "out.ome.tif"), "--quiet", "--log-json", str(log)]) == 0
+    assert json.loads(log.read_text())["planes_computed"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.zarr", "log.json", "out.ome.tif"]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.ome.tif"), expected)

@@ -247,7 +247,7 @@ class OmeZarrWriter:
                              "type": "mean (2x2 in y, x)"}],
             "omero": _omero(self.group, paths[-1], axes, template.channel_names),
         }
-        state = {"status": COMPLETE, "metadata": _check_json(template.metadata)}
+        state = {"status": COMPLETE, "job": self.job, "metadata": _check_json(template.metadata)}
         # One write of zarr.json (atomic rename in zarr's LocalStore) flips the store to complete.
         self.group.attrs.update({"ome": ome, SRSCOPE_KEY: state})
 
