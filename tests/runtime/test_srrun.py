@@ -150,6 +150,7 @@ def _one_d(tmp_path: Path) -> Path:
     ("exists", "already exists; pass --overwrite"),
     ("bad_suffix", "unknown image format"),
     ("usage", "expected MODEL INPUT OUTPUT"),
+    ("tile", "smaller than model"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, model_x2: Path, capsys, case: str, pattern: str) -> None:
     good = _write_input(tmp_path / "in.ome.zarr", _stack((2, 32, 32)), "zyx")
@@ -180,6 +181,8 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, model_x2: Path, capsy
         argv = [model_x2, good, tmp_path / "out.png"]
     elif case == "usage":
         argv = [good, out]
+    elif case == "tile":
+        argv = [model_x2, good, out, "--tile", "2"]
     before = sorted(p.name for p in tmp_path.iterdir())
     code = None
     try:

@@ -156,6 +156,10 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
     cards: dict[str, ModelCard] = {}
     for path in {p for p in per_channel if p is not None}:
         cards[str(path)] = read_card(path)
+    for path, card in cards.items():
+        if options.tile is not None and options.tile < card.size_multiple:
+            raise BatchError(f"--tile {options.tile} is smaller than model {Path(path).name}'s size multiple "
+                             f"{card.size_multiple}")
     scales = {card.integer_scale for card in cards.values()}
     if len(scales) != 1:
         raise BatchError(f"the channel models have different scale factors {sorted(scales)}; "

@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Super-resolve the 2D planes of an OME-TIFF or OME-Zarr dataset. Output pixel sizes "
                     "are the input's divided by the model's scale factor; OME-Zarr output gets an NGFF "
                     "0.5 multiscale pyramid. Rerun an interrupted command to resume it.",
+        epilog="examples:\n"
+               "  srrun models/widefield-10x-to-20x.onnx stack.ome.tif stack_sr.ome.zarr\n"
+               "  srrun plate.ome.zarr plate_sr.ome.zarr --model DAPI=dapi.onnx --model 1=fitc.onnx "
+               "--passthrough-unmapped\n"
+               "  srrun model.onnx big.ome.zarr big_sr.ome.zarr --scheduler tcp://10.0.0.5:8786 --dtype uint16 --clip",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="[MODEL] INPUT OUTPUT",
                    help="model (.onnx; omit when using --model), input and output (.ome.zarr/.zarr or .ome.tif/.tif)")
