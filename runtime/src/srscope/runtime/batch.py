@@ -3,9 +3,9 @@
 The output is always built as an OME-Zarr store first (the final ``.ome.zarr``, or a hidden
 ``.<name>.srrun-partial.zarr`` next to a TIFF output). While the job runs the store is marked
 incomplete and carries a :class:`ProgressRecord`; a rerun of the *same* job (same input, models,
-tile settings and dtype) skips the planes already recorded. Only when every plane is stored are
-the pyramid and the NGFF metadata written (and, for TIFF, the OME-TIFF streamed out and renamed
-into place), so nothing that looks finished is ever half-written.
+tile settings and dtype) skips the planes already recorded. Each plane is stored with its pyramid
+levels; only when every plane is stored is the NGFF metadata written (and, for TIFF, the OME-TIFF
+streamed out and renamed into place), so nothing that looks finished is ever half-written.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -50,6 +51,10 @@ from srscope.runtime.planework import (
     process_plane,
 )
 from srscope.runtime.progressrecord import ProgressRecord
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # dask.distributed is an optional extra
+    from distributed import Client
 
 #: File pixel size vs the model card's input pixel size: warn above, refuse above (relative).
 PIXEL_SIZE_WARN = 0.05
@@ -251,7 +256,7 @@ def _check_reachable(address: str) -> None:
         raise BatchError(f"cannot reach the dask scheduler at {address} ({exc.strerror or exc})") from None
 
 
-def _connect(address: str):
+def _connect(address: str) -> Client:
     """A dask.distributed client for ``address``, or a one-line :class:`BatchError`."""
     try:
         from distributed import Client
@@ -264,7 +269,7 @@ def _connect(address: str):
         raise BatchError(f"cannot reach the dask scheduler at {address} ({exc.__class__.__name__})") from None
 
 
-def _run_distributed(client, task: PlaneTask, pending: list[Plane],
+def _run_distributed(client: Client, task: PlaneTask, pending: list[Plane],
                      on_done: Callable[[PlaneResult], None]) -> None:
     from distributed import as_completed
 
@@ -278,15 +283,13 @@ def _run_distributed(client, task: PlaneTask, pending: list[Plane],
 
 def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = True) -> JobReport:
     """Run (or resume) the planned job; on failure the partial store stays marked incomplete."""
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(_connect(scheduler)) if scheduler else None  # before touching OUTPUT
-        return _run(plan, client, progress, tqdm, start)
+        return _run(plan, client, progress=progress, start=start)
 
 
-def _run(plan: JobPlan, client, progress: bool, tqdm, start: float) -> JobReport:
+def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) -> JobReport:
     store = plan.store_path
     created = False
     if not store.exists():
