@@ -1,0 +1,96 @@
+"""pycromanager's own Python-backend acquisition engine (AcqEngPy), driven offline.
+
+pycromanager's Python backend talks to a snake_case pymmcore core that normally needs a
+Micro-Manager installation. Here the same engine drives a real UniMMCore with srscope's
+pure-Python microscope, through a name adapter (``snap_image`` → ``snapImage``) plus
+pycromanager's own tagged-image helpers, so ``Acquisition(..., image_process_fn=live(...))``
+runs for real: events → hardware → camera → image_process_fn → pycromanager storage.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import types
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import zarr
+from ome_zarr_models.v05.image import Image
+from pymmcore_plus.experimental.unicore import UniMMCore
+from srscope.acquisition import ChannelModels, live
+from srscope.acquisition.simulated import SIMULATED_CONFIG, SIMULATED_PIXEL_SIZE_UM
+
+launcher = pytest.importorskip("mmpycorex.launcher")
+pycromanager = pytest.importorskip("pycromanager")
+from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+
+class SnakeCaseCore:
+    """Exposes a UniMMCore under pymmcore's snake_case names, as pycromanager expects."""
+
+    def __init__(self, core: UniMMCore) -> None:
+        self._core = core
+        self._names = {n.lower(): n for n in dir(core) if not n.startswith("_")}
+
+    def __getattr__(self, name: str):
+        key = name.replace("_", "").lower()
+        if key in self._names:
+            return getattr(self._core, self._names[key])
+        raise AttributeError(name)
+
+
+@pytest.fixture()
+def pycro_engine() -> Iterator[UniMMCore]:
+    logging.getLogger("pymmcore-plus").setLevel(logging.ERROR)
+    core = UniMMCore()
+    core.loadSystemConfiguration(str(SIMULATED_CONFIG))
+    core.setROI(0, 0, 32, 32)
+    core.setExposure(1.0)
+    snake = SnakeCaseCore(core)
+    snake.get_tagged_image = types.MethodType(launcher.get_tagged_image, snake)
+    snake.pop_next_tagged_image = types.MethodType(launcher.pop_next_tagged_image, snake)
+    snake.TaggedImage = launcher.TaggedImage
+    launcher._PYMMCORES.append(snake)  # makes pycromanager pick its Python backend
+    Engine(snake)
+    try:
+        yield core
+    finally:
+        Engine.get_instance().shutdown()
+        launcher._PYMMCORES.remove(snake)
+        core.unloadAllDevices()
+        del core, snake
+        gc.collect()
+
+
+def test_pycromanager_python_backend_acquisition_with_live_sr(pycro_engine, enhancer, tmp_path):
+    from pycromanager import Acquisition, multi_d_acquisition_events
+
+    events = multi_d_acquisition_events(num_time_points=2, xy_positions=[[0.0, 0.0], [60.0, 30.0]],
+                                        channel_group="Channel", channels=["DAPI", "FITC"])
+    raw_dir = tmp_path / "raw"
+    with live(ChannelModels(by_channel={"DAPI": enhancer}), tmp_path / "sr.ome.zarr",
+              pixel_size_um=SIMULATED_PIXEL_SIZE_UM) as sr:
+        with Acquisition(directory=str(raw_dir), name="run", image_process_fn=sr, show_display=False) as acq:
+            acq.acquire(events)
+        dataset = acq.get_dataset()
+    s = sr.summary
+    assert s.frames_in == 8 and s.frames_super_resolved == 4 and s.frames_passed_through == 4
+    assert s.frames_failed == 0 and s.status == "complete"
+
+    # Raw frames reached pycromanager's own (NDTiff) storage untouched.
+    raw = {}
+    for axes in dataset.get_image_coordinates_list():
+        raw[(axes["position"], axes["time"], axes["channel"])] = np.asarray(dataset.read_image(**axes))
+    dataset.close()
+    assert len(raw) == 8
+
+    root = zarr.open_group(str(tmp_path / "sr.ome.zarr"), mode="r")
+    for p in (0, 1):
+        Image.from_zarr(root[str(p)])
+        sr_planes = root[f"{p}/0"][:]
+        assert sr_planes.shape == (2, 1, 1, 64, 64)
+        for t in (0, 1):
+            np.testing.assert_allclose(sr_planes[t, 0, 0], enhancer.enhance(raw[(p, t, "DAPI")]),
+                                       rtol=1e-5, atol=1e-3)
