@@ -88,3 +88,26 @@ def test_tiff_write_leaves_no_partial_file_on_failure(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_image(tmp_path / "o.tif", Image(data, "zyx", (1.0, 1.0)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_large_tiffs_are_read_lazily_small_ones_eagerly(tmp_path: Path, monkeypatch) -> None:
+    import dask.array as da
+    from srscope.runtime.io import tiff
+
+    data = (np.arange(4 * 24 * 20) % 977).astype(np.uint16).reshape(4, 24, 20)
+    tifffile.imwrite(tmp_path / "s.tif", data, imagej=True, metadata={"axes": "ZYX"})
+    small = read_image(tmp_path / "s.tif")
+    assert isinstance(small.data, np.ndarray)
+    monkeypatch.setattr(tiff, "EAGER_LIMIT_BYTES", 0)
+    big = read_image(tmp_path / "s.tif")
+    assert isinstance(big.data, da.Array)
+    np.testing.assert_array_equal(big.data[2].compute(), data[2])
+
+
+def test_overwrite_refuses_to_delete_a_directory_that_is_not_zarr(tmp_path: Path) -> None:
+    victim = tmp_path / "notes.zarr"
+    victim.mkdir()
+    (victim / "thesis.txt").write_text("precious")
+    with pytest.raises(ImageIOError, match="not a zarr store"):
+        write_image(victim, Image(np.zeros((8, 8), np.float32), "yx", (1.0, 1.0)), overwrite=True)
+    assert (victim / "thesis.txt").exists()

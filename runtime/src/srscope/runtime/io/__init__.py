@@ -51,7 +51,9 @@ def write_image(path: str | Path, image: Image, *, overwrite: bool = False) -> P
     if path.exists():
         if not overwrite:
             raise ImageIOError(f"{path}: already exists (pass overwrite=True to replace it)")
-        if kind == "zarr" and path.is_dir():
+        if path.is_dir():
+            if not any((path / marker).exists() for marker in ("zarr.json", ".zgroup", ".zarray")):
+                raise ImageIOError(f"{path}: is a directory but not a zarr store; refusing to replace it")
             shutil.rmtree(path)
     if not path.parent.is_dir():
         raise ImageIOError(f"{path.parent}: output directory does not exist")

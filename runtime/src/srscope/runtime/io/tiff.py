@@ -25,6 +25,9 @@ from srscope.runtime.io.units import length_to_um, time_to_s
 #: order of preference (an unlabelled page stack is therefore read as a time series).
 _DIRECT = {"T": "t", "C": "c", "Z": "z", "Y": "y", "X": "x", "S": "c"}
 
+#: TIFFs up to this size are read into memory at once (and the file closed); larger ones lazily.
+EAGER_LIMIT_BYTES = 256 * 2**20
+
 #: Key in the OME ``Image/Description`` holding :attr:`Image.metadata` as JSON.
 DESCRIPTION_KEY = "srscope"
 
@@ -119,31 +122,50 @@ def _imagej_calibration(tif: tifffile.TiffFile) -> dict[str, Any]:
     return found
 
 
-def read_tiff(path: Path) -> Image:
-    """Open a TIFF lazily (through tifffile's zarr store) with its calibration."""
-    try:
-        tif = tifffile.TiffFile(path)
-        series = tif.series[0]
-        tiff_axes = series.axes
-        store = series.aszarr(level=0)
-        array = zarr.open_array(store, mode="r")
-    except ImageIOError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - tifffile/zarr raise many types for corrupt files
-        raise ImageIOError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
-    axes = _map_axes(tiff_axes)
-    if "y" not in axes or "x" not in axes:
-        raise ImageIOError(f"{path}: TIFF has no y/x plane (axes {tiff_axes!r})")
-    data = da.from_zarr(array)
-    if not axes.endswith("yx"):  # e.g. RGB "yxc": move the samples in front
-        order = [i for i, a in enumerate(axes) if a not in "yx"] + [axes.index("y"), axes.index("x")]
-        data = data.transpose(order)
-        axes = "".join(axes[i] for i in order)
+def _calibration(tif: tifffile.TiffFile) -> dict[str, Any]:
     found = _ome_calibration(tif) if tif.is_ome else _imagej_calibration(tif) if tif.is_imagej else {}
     if "pixel_size_um" not in found:
         size = _resolution_um(tif.pages.first, None)
         if size:
             found["pixel_size_um"] = size
+    return found
+
+
+def read_tiff(path: Path) -> Image:
+    """Open a TIFF with its calibration: small files in memory, large ones lazily.
+
+    Files above :data:`EAGER_LIMIT_BYTES` are read through tifffile's zarr store, page by page on
+    demand, which keeps the file open while the array lives; smaller ones are read at once and
+    closed, so a script looping over thousands of images never runs out of file handles.
+    """
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for corrupt files
+        raise ImageIOError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
+    lazy = False
+    try:
+        series = tif.series[0]
+        tiff_axes = series.axes
+        axes = _map_axes(tiff_axes)
+        if "y" not in axes or "x" not in axes:
+            raise ImageIOError(f"{path}: TIFF has no y/x plane (axes {tiff_axes!r})")
+        if series.nbytes > EAGER_LIMIT_BYTES:
+            data = da.from_zarr(zarr.open_array(series.aszarr(level=0), mode="r"))
+            lazy = True
+        else:
+            data = series.asarray()
+        found = _calibration(tif)
+    except ImageIOError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile/zarr raise many types for corrupt files
+        raise ImageIOError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
+    finally:
+        if not lazy:
+            tif.close()
+    if not axes.endswith("yx"):  # e.g. RGB "yxc": move the samples in front
+        order = [i for i, a in enumerate(axes) if a not in "yx"] + [axes.index("y"), axes.index("x")]
+        data = data.transpose(order)
+        axes = "".join(axes[i] for i in order)
     metadata = dict(found.pop("metadata", {}))
     if "pixel_size_um" not in found:
         metadata["pixel_size_unknown"] = True
