@@ -53,9 +53,11 @@ def test_pyramid_levels_are_2x2_means_with_doubled_scale(tmp_path: Path) -> None
     assert [lv.shape for lv in levels] == [(2, 128, 100), (2, 64, 50)]
     expected = data.reshape(2, 64, 2, 50, 2).mean(axis=(2, 4))
     np.testing.assert_allclose(levels[1], expected, rtol=1e-6)
-    scales = [t[0]["scale"] for t in nodes[0].metadata["coordinateTransformations"]]
-    assert scales[0] == pytest.approx([1.0, 0.2, 0.25])
-    assert scales[1] == pytest.approx([1.0, 0.4, 0.5])
+    transforms = nodes[0].metadata["coordinateTransformations"]
+    assert transforms[0][0]["scale"] == pytest.approx([1.0, 0.2, 0.25])
+    assert transforms[1][0]["scale"] == pytest.approx([1.0, 0.4, 0.5])
+    # level-1 pixel (0, 0) averages level-0 pixels 0 and 1: its centre is half a level-0 pixel in
+    assert transforms[1][1]["translation"] == pytest.approx([0.0, 0.1, 0.125])
 
 
 def test_integer_pyramid_rounds_without_wrapping(tmp_path: Path) -> None:

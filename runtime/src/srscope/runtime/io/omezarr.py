@@ -239,8 +239,11 @@ class OmeZarrWriter:
         datasets = []
         for i, p in enumerate(paths):
             factor = [2.0**i if a in "yx" else 1.0 for a in axes]
-            datasets.append({"path": p, "coordinateTransformations": [
-                {"type": "scale", "scale": [b * f for b, f in zip(base, factor)]}]})
+            transforms: list[dict] = [{"type": "scale", "scale": [b * f for b, f in zip(base, factor)]}]
+            if i:  # a 2^i-pixel mean is centred (2^i - 1)/2 level-0 pixels in: keeps levels aligned
+                transforms.append({"type": "translation",
+                                   "translation": [b * (f - 1) / 2 for b, f in zip(base, factor)]})
+            datasets.append({"path": p, "coordinateTransformations": transforms})
         ome = {
             "version": NGFF_VERSION,
             "multiscales": [{"name": name, "axes": _ngff_axes(axes, template), "datasets": datasets,
