@@ -6,6 +6,7 @@ bounded by one plane (or chunk) however large the dataset is.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import dask.array as da
@@ -39,7 +40,7 @@ def canonical_data(image: Image) -> tuple[da.Array, str]:
     return data, target
 
 
-def iter_planes(data: da.Array):
+def iter_plane_arrays(data: da.Array) -> Iterator[np.ndarray]:
     """Yield every 2D (y, x) plane as numpy, in C order of the leading dimensions."""
     for index in np.ndindex(*data.shape[:-2]):
-        yield np.asarray(data[index].compute())
+        yield np.asarray(data[index].compute(scheduler="synchronous"))

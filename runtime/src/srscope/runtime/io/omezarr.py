@@ -264,7 +264,7 @@ def write_omezarr(path: Path, image: Image, *, overwrite: bool = False) -> Path:
     writer = OmeZarrWriter.create(path, shape=data.shape, dtype=data.dtype, axes=axes, overwrite=overwrite)
     levels = writer.levels
     for index in np.ndindex(*data.shape[:-2]):
-        writer.write_plane(index, np.asarray(data[index].compute()), levels=levels)
+        writer.write_plane(index, np.asarray(data[index].compute(scheduler="synchronous")), levels=levels)
     template = Image(data=writer.level0, axes=axes, pixel_size_um=image.pixel_size_um,
                      channel_names=image.channel_names, z_step_um=image.z_step_um,
                      time_interval_s=image.time_interval_s, metadata=image.metadata)

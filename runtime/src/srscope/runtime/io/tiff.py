@@ -18,7 +18,7 @@ import dask.array as da
 import tifffile
 import zarr
 from srscope.runtime.io.image import CANONICAL_AXES, Image, ImageIOError
-from srscope.runtime.io.lazy import canonical_data, iter_planes
+from srscope.runtime.io.lazy import canonical_data, iter_plane_arrays
 from srscope.runtime.io.units import length_to_um, time_to_s
 
 #: tifffile axis letters that mean something other than t/c/z/y/x; they become t, z or c, in that
@@ -203,7 +203,7 @@ def write_tiff(path: Path, image: Image) -> Path:
     try:
         tifffile.imwrite(
             tmp,
-            iter_planes(data),
+            iter_plane_arrays(data),
             shape=data.shape,
             dtype=data.dtype,
             ome=True,
