@@ -138,3 +138,12 @@ def test_scale_one_and_tiny_images(model_x1: Path, shape: tuple[int, int]) -> No
     out = Enhancer.from_file(model_x1, tile=32).enhance(image)
     assert out.shape == shape and np.isfinite(out).all()
     np.testing.assert_allclose(out, whole_image(model_x1, image), rtol=0, atol=1e-2)
+
+
+def test_short_tiles_with_overlapping_ramps_still_match_whole(model_x2: Path) -> None:
+    """Step (4 px) shorter than the ramp (20 px): weights no longer complement, normalisation must."""
+    enhancer = Enhancer.from_file(model_x2, tile=32, overlap=28)
+    plan = enhancer.plan((40, 36))
+    assert plan.y.ramp > plan.y.tile - 28 and plan.count > 9
+    image = structured_image((40, 36), seed=11)
+    np.testing.assert_allclose(enhancer.enhance(image), whole_image(model_x2, image), rtol=0, atol=1e-2)

@@ -144,7 +144,14 @@ class Enhancer:
                     for (frame, iy, ix, _), tile_out in zip(chunk, out):
                         blenders[frame].add(iy, ix, tile_out[0])
                     bar.update(len(chunk))
-        return [self.card.denormalization.denormalise(b.result()) for b in blenders]
+        return [self._denormalise_in_place(b.result()) for b in blenders]
+
+    def _denormalise_in_place(self, normalised: np.ndarray) -> np.ndarray:
+        """``card.denormalization`` applied in place on the blender's fresh array (saves a frame copy)."""
+        mapping = self.card.denormalization
+        normalised *= np.float32(mapping.scale)
+        normalised += np.float32(mapping.offset)
+        return normalised
 
     def enhance_stream(self, frames: Iterable[np.ndarray], *, group: int = 1) -> Iterator[np.ndarray]:
         """Lazily super-resolve a stream of frames, in order.

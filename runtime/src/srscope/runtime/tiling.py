@@ -157,22 +157,30 @@ class TilePlan:
 
 
 class Blender:
-    """Accumulates weighted tile outputs and returns the cropped, normalised result.
+    """Accumulates weighted tile outputs straight into the cropped output image.
 
     Tile weights are separable (``w_y ⊗ w_x``) and the grid is a product grid, so the weight sum is
-    the outer product of two 1D sums: no full-size weight image is stored.
+    the outer product of two 1D sums: no full-size weight image is stored. With the complementary
+    raised-cosine ramps those sums are exactly one, and the normalising pass is skipped; it runs
+    only for unusual geometries (very short tiles whose two ramps overlap).
     """
 
     def __init__(self, plan: TilePlan) -> None:
         self.plan = plan
         s = plan.scale
-        # One tile (small frames, whole-image mode): no weights to apply; keep the tile as is,
-        # which saves several full-frame passes per live frame.
         self._single = plan.count == 1
-        self._out = None if self._single else np.zeros((plan.y.padded * s, plan.x.padded * s), dtype=np.float32)
         self._wy = [plan.y.weights(i, s) for i in range(len(plan.y.starts))]
         self._wx = [plan.x.weights(i, s) for i in range(len(plan.x.starts))]
+        # One tile (small frames, whole-image mode): nothing to weight, the tile is kept as is.
+        self._out: np.ndarray | None = None if self._single else np.zeros(
+            (plan.y.size * s, plan.x.size * s), dtype=np.float32)
         self._pending = {(iy, ix) for iy in range(len(plan.y.starts)) for ix in range(len(plan.x.starts))}
+
+    @staticmethod
+    def _overlap(start: int, length: int, halo: int, size: int) -> tuple[slice, slice]:
+        """(slice in the tile, slice in the cropped output) of a tile's span over real pixels."""
+        lo, hi = max(start, halo), min(start + length, halo + size)
+        return slice(lo - start, max(hi, lo) - start), slice(lo - halo, max(hi, lo) - halo)
 
     def add(self, iy: int, ix: int, tile_out: np.ndarray) -> None:
         s = self.plan.scale
@@ -185,21 +193,29 @@ class Blender:
         if self._single:
             self._out = tile_out
             return
-        y0, x0 = self.plan.y.starts[iy] * s, self.plan.x.starts[ix] * s
-        self._out[y0:y0 + th * s, x0:x0 + tw * s] += tile_out * np.outer(self._wy[iy], self._wx[ix])
+        py, px = self.plan.y, self.plan.x
+        ty, oy = self._overlap(py.starts[iy] * s, th * s, py.halo * s, py.size * s)
+        tx, ox = self._overlap(px.starts[ix] * s, tw * s, px.halo * s, px.size * s)
+        # Weighted in place: one temporary per tile, no full-frame ones.
+        weighted = np.multiply(tile_out[ty, tx], self._wy[iy][ty, None], dtype=np.float32)
+        weighted *= self._wx[ix][None, tx]
+        self._out[oy, ox] += weighted
 
     def result(self) -> np.ndarray:
+        """The blended image (real pixels only) as a C-contiguous float32 array the caller owns."""
         if self._pending:
             raise TilingError(f"{len(self._pending)} tiles were never added")
         s, py, px = self.plan.scale, self.plan.y, self.plan.x
-        ys = slice(py.halo * s, (py.halo + py.size) * s)
-        xs = slice(px.halo * s, (px.halo + px.size) * s)
         if self._single:
-            return self._out[ys, xs]
-        wy = np.zeros(py.padded * s, dtype=np.float32)
-        for start, w in zip(py.starts, self._wy):
-            wy[start * s:start * s + w.size] += w
-        wx = np.zeros(px.padded * s, dtype=np.float32)
-        for start, w in zip(px.starts, self._wx):
-            wx[start * s:start * s + w.size] += w
-        return self._out[ys, xs] / wy[ys, None] / wx[None, xs]
+            ys = slice(py.halo * s, (py.halo + py.size) * s)
+            xs = slice(px.halo * s, (px.halo + px.size) * s)
+            return np.array(self._out[ys, xs], dtype=np.float32, order="C")
+        out = self._out
+        for axis, (ap, weights) in enumerate(((py, self._wy), (px, self._wx))):
+            total = np.zeros(ap.padded * s, dtype=np.float32)
+            for start, w in zip(ap.starts, weights):
+                total[start * s:start * s + w.size] += w
+            total = total[ap.halo * s:(ap.halo + ap.size) * s]
+            if not np.allclose(total, 1.0, rtol=0, atol=1e-6):
+                out *= (1.0 / total)[:, None] if axis == 0 else (1.0 / total)[None, :]
+        return out
