@@ -26,7 +26,7 @@ from srscope.runtime.io.units import length_to_um, time_to_s
 _DIRECT = {"T": "t", "C": "c", "Z": "z", "Y": "y", "X": "x", "S": "c"}
 
 #: TIFFs up to this size are read into memory at once (and the file closed); larger ones lazily.
-EAGER_LIMIT_BYTES = 256 * 2**20
+EAGER_LIMIT_BYTES = 32 * 2**20
 
 #: Key in the OME ``Image/Description`` holding :attr:`Image.metadata` as JSON.
 DESCRIPTION_KEY = "srscope"
