@@ -210,3 +210,21 @@ def test_uncalibrated_input_assumes_the_model_pixel_size(tmp_path: Path, model_x
     code, err = _run(capsys, model_x2, tmp_path / "plain.tif", tmp_path / "out.zarr")
     assert code == 0 and "no pixel size" in err
     assert read_image(tmp_path / "out.zarr").pixel_size_um == pytest.approx((0.1625, 0.1625))
+
+
+def test_imagej_hyperstack_order_tzcyx_maps_planes_to_the_right_channel(tmp_path: Path, model_x2: Path,
+                                                                        capsys) -> None:
+    data = _stack((2, 3, 2, 24, 24))  # ImageJ's own order: t z c y x
+    src = tmp_path / "hyper.tif"
+    tifffile.imwrite(src, data, imagej=True, resolution=(1 / 0.325, 1 / 0.325),
+                     metadata={"axes": "TZCYX", "unit": "um", "spacing": 0.8})
+    assert read_image(src).axes == "tzcyx"
+    out = tmp_path / "out.ome.zarr"
+    code, err = _run(capsys, src, out, "--model", f"1={model_x2}", "--passthrough-unmapped")
+    assert code == 0, err
+    result = read_image(out)
+    assert result.axes == "tczyx" and result.z_step_um == pytest.approx(0.8)
+    values = np.asarray(result.data)
+    enhancer = Enhancer.from_file(model_x2)
+    np.testing.assert_allclose(values[1, 1, 2], enhancer.enhance(data[1, 2, 1]), rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(values[0, 0, 1], np.kron(data[0, 1, 0], np.ones((2, 2))))
