@@ -41,3 +41,15 @@ def test_hallucinated_structure_is_localised_in_the_error_map(high_res):
 def test_shape_mismatch_is_a_clear_error(high_res):
     with pytest.raises(ValueError, match="not reference"):
         squirrel(high_res[:64, :64], high_res[:100], scale=2)
+
+
+def test_rsf_search_on_the_centre_still_scores_the_whole_image():
+    rng = np.random.default_rng(4)
+    img = np.zeros((640, 640))
+    img[rng.integers(0, 640, 2000), rng.integers(0, 640, 2000)] = 1.0
+    high_res = gaussian_filter(img, 1.0) * 500
+    reference = block_mean(gaussian_filter(high_res, 3.0), 2)
+    reference[:20, :20] += 50.0  # a defect outside the central search window
+    result = squirrel(reference, high_res, scale=2, search_size=128)
+    assert result.rsf_sigma_px == pytest.approx(3.0, abs=0.05)
+    assert result.error_map[:20, :20].mean() > 20 * result.error_map[100:, 100:].mean()

@@ -94,6 +94,12 @@ def modality_from_card(card: object) -> str | None:
     return None
 
 
+def _card_summary(card: object) -> dict[str, object]:
+    return {key: getattr(card, key, None) for key in
+            ("name", "version", "input_modality", "output_modality", "input_pixel_size_um",
+             "output_pixel_size_um", "emission_wavelength_nm", "precision")}
+
+
 def choose_lucy_richardson(validation: EvalPair, modality: str, metric: str, search: bool) -> LucyRichardsonChoice:
     if not search:
         return LucyRichardsonChoice(PAPER_LR_ITERATIONS, PAPER_LR_DAMPING, "paper", float("nan"))
@@ -161,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
                           n_examples=max(1, args.examples), lr_choice=lr_choice, progress=progress)
         config = {"model": str(args.model), "ablation": str(args.ablation) if args.ablation else None,
                   "modality": modality, "structure": structure, "source": source,
-                  "validation_pair": validation.name, "device": args.device}
+                  "validation_pair": validation.name, "device": args.device,
+                  "models": {m.name: _card_summary(m.card) for m in methods if m.is_network}}
         report = write_report(result, args.out, config)
     except (ValueError, OSError) as exc:
         print(f"srtrain evaluate: error: {exc}", file=sys.stderr)

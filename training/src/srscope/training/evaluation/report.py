@@ -106,6 +106,8 @@ def _markdown(result: EvaluationResult, summary: dict[str, Any], figure_files: d
     ts = summary["test_set"]
     lines += [
         f"- Model: `{config.get('model', '?')}`" + (f", ablation: `{config['ablation']}`" if config.get("ablation") else ""),
+        *[f"- `{method}`: {card['name']} v{card['version']} ({card['input_modality']} → "
+          f"{card['output_modality']}, {card['precision']})" for method, card in (config.get("models") or {}).items()],
         f"- Test set: {ts['n_images']} image(s), {ts.get('source', '')}",
         (f"- Grid: input {ts['lr_pixel_size_um'] * 1000:.1f} nm → output {ts['hr_pixel_size_um'] * 1000:.1f} nm "
         f"pixels (×{ts['scale']})"),
