@@ -177,7 +177,7 @@ def metrics_figure(result: EvaluationResult, path: Path) -> Path:
     """Per-image PSNR and SSIM per method (box plots), to show the spread behind the means."""
     fig, axes = plt.subplots(1, 2, figsize=(2.0 + 1.3 * len(result.methods), 3.6))
     for ax, metric in zip(axes, ("psnr", "ssim")):
-        data = [[scores[m].__getattribute__(metric) for scores in result.scores] for m in result.methods]
+        data = [[getattr(scores[m], metric) for scores in result.scores] for m in result.methods]
         ax.boxplot(data, showmeans=True)
         ax.set_xticks(range(1, len(result.methods) + 1), result.methods, rotation=30, ha="right", fontsize=8)
         ax.set_title(metric.upper() + (" (dB)" if metric == "psnr" else ""), fontsize=9)
