@@ -113,3 +113,20 @@ def test_tiff_job_killed_during_conversion_only_redoes_the_conversion(tmp_path: 
     assert json.loads(log.read_text())["planes_computed"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.zarr", "log.json", "out.ome.tif"]
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.ome.tif"), expected)
+
+
+def test_two_live_runs_on_one_output_refuse_to_mix(tmp_path: Path, model_x2: Path, capsys) -> None:
+    from srscope.runtime.batch import plan_job
+    from srscope.runtime.io import OmeZarrWriter
+    from srscope.runtime.progressrecord import ProgressRecord
+
+    data = np.random.default_rng(9).integers(100, 3000, (3, 32, 32)).astype(np.uint16)
+    src = write_image(tmp_path / "in.ome.zarr", Image(data, "zyx", (0.325, 0.325)))
+    out = tmp_path / "out.ome.zarr"
+    plan = plan_job(src, out, [str(model_x2)])
+    OmeZarrWriter.create(out, shape=plan.output_shape, dtype="float32", axes=plan.axes, job=plan.identity)
+    argv = [str(model_x2), str(src), str(out), "--quiet"]
+    with ProgressRecord(out).lock():  # stands in for a live srrun driving this output
+        assert main(argv) == 2
+    assert "another srrun is writing it" in capsys.readouterr().err
+    assert main(argv) == 0  # the lock is gone (as when the other run is killed): it resumes

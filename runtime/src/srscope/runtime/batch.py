@@ -50,7 +50,7 @@ from srscope.runtime.planework import (
     forget_cached,
     process_plane,
 )
-from srscope.runtime.progressrecord import ProgressRecord
+from srscope.runtime.progressrecord import ProgressRecord, RecordBusyError
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:  # dask.distributed is an optional extra
@@ -289,27 +289,17 @@ def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = Tru
         return _run(plan, client, progress=progress, start=start)
 
 
-def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) -> JobReport:
-    store = plan.store_path
-    created = False
-    if not store.exists():
-        OmeZarrWriter.create(store, shape=plan.output_shape, dtype=plan.task.options.dtype,
-                             axes=plan.axes, job=plan.identity)
-        created = True
-    task = dataclasses.replace(plan.task, run_token=uuid.uuid4().hex)
-    record = ProgressRecord(store)
-    status = store_status(store)
-    done = record.done() if status == INCOMPLETE else {}
-    planes = plan.planes()
-    pending = [p for p in planes if p.number not in done] if status == INCOMPLETE else []
+def _compute(plan: JobPlan, task: PlaneTask, client: Client | None, pending: list[Plane], total: int, *,
+             created: bool, progress: bool) -> list[PlaneResult]:
+    """Run the pending planes locally or on the cluster, with a progress bar over all planes."""
     computed: list[PlaneResult] = []
-
-    def on_done(result: PlaneResult) -> None:
-        computed.append(result)
-        bar.update(1)
-
-    with tqdm(total=len(planes), initial=len(planes) - len(pending), unit="plane", desc="srrun",
+    with tqdm(total=total, initial=total - len(pending), unit="plane", desc="srrun",
               disable=not progress, dynamic_ncols=True) as bar:
+
+        def on_done(result: PlaneResult) -> None:
+            computed.append(result)
+            bar.update(1)
+
         try:
             if client is not None:
                 _run_distributed(client, task, pending, on_done)
@@ -320,17 +310,40 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) 
             # Nothing worth resuming: leave no debris. (Not with a cluster: a cancelled task may
             # still be writing, and an incomplete store is harmless anyway.)
             if created and not computed and client is None:
-                shutil.rmtree(store, ignore_errors=True)
+                shutil.rmtree(plan.store_path, ignore_errors=True)
             raise
     forget_cached()
-    clipped = sum(int(f.get("clipped", 0)) for f in record.done().values()) if status == INCOMPLETE else 0
-    if status == INCOMPLETE:
-        writer = OmeZarrWriter.open(store)
-        template = Image(data=writer.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
-                         channel_names=plan.source.channel_names, z_step_um=plan.source.z_step_um,
-                         time_interval_s=plan.source.time_interval_s, metadata=_provenance(plan, clipped))
-        writer.finalize(template, name=plan.output_path.name.split(".")[0] or "image")
-        record.clear()
+    return computed
+
+
+def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) -> JobReport:
+    store = plan.store_path
+    created = False
+    if not store.exists():
+        OmeZarrWriter.create(store, shape=plan.output_shape, dtype=plan.task.options.dtype,
+                             axes=plan.axes, job=plan.identity)
+        created = True
+    task = dataclasses.replace(plan.task, run_token=uuid.uuid4().hex)
+    record = ProgressRecord(store)
+    planes = plan.planes()
+    with contextlib.ExitStack() as held:
+        if store_status(store) == INCOMPLETE:
+            try:
+                held.enter_context(record.lock())
+            except RecordBusyError:
+                raise BatchError(f"{plan.output_path}: another srrun is writing it right now") from None
+        status = store_status(store)  # again, under the lock: the other run may just have finished
+        done = record.done() if status == INCOMPLETE else {}
+        pending = [p for p in planes if p.number not in done] if status == INCOMPLETE else []
+        computed = _compute(plan, task, client, pending, len(planes), created=created, progress=progress)
+        clipped = sum(int(f.get("clipped", 0)) for f in record.done().values()) if status == INCOMPLETE else 0
+        if status == INCOMPLETE:
+            writer = OmeZarrWriter.open(store)
+            template = Image(data=writer.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
+                             channel_names=plan.source.channel_names, z_step_um=plan.source.z_step_um,
+                             time_interval_s=plan.source.time_interval_s, metadata=_provenance(plan, clipped))
+            writer.finalize(template, name=plan.output_path.name.split(".")[0] or "image")
+            record.clear()
     if store != plan.output_path:
         for debris in plan.output_path.parent.glob(f".{plan.output_path.name}.*.partial"):
             debris.unlink(missing_ok=True)  # temporary TIFFs of runs killed while converting

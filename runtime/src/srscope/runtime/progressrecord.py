@@ -9,13 +9,24 @@ that many dask workers can record planes concurrently without locking.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent runs on one output are not detected
+    fcntl = None  # type: ignore[assignment]
+
 RECORD_DIR = ".srrun-progress"
+
+
+class RecordBusyError(RuntimeError):
+    """Another process holds the job's lock (two srrun runs on one output at once)."""
 
 
 class ProgressRecord:
@@ -45,6 +56,26 @@ class ProgressRecord:
             except (ValueError, OSError):
                 continue  # unreadable marker: treat the plane as not done
         return finished
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock for the job's driver; the OS drops it when the process dies.
+
+        So a killed run never blocks its rerun, while two live runs on one output refuse to mix.
+        """
+        if fcntl is None:
+            yield
+            return
+        self.directory.mkdir(exist_ok=True)
+        with open(self.directory / "lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise RecordBusyError(str(self.directory.parent)) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
