@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from srscope.runtime.enhancer import Enhancer
 from srscope.runtime.io import OmeZarrWriter, read_image
-from srscope.runtime.io.lazy import canonical_data
+from srscope.runtime.io.lazy import plane_reader
 from srscope.runtime.planes import Plane
 from srscope.runtime.progressrecord import ProgressRecord
 
@@ -78,7 +78,7 @@ def _cached(run_token: str, key: tuple, make):
 
 def _input(task: PlaneTask):
     return _cached(task.run_token, ("input", task.input_path),
-                   lambda: canonical_data(read_image(task.input_path))[0])
+                   lambda: plane_reader(read_image(task.input_path)))
 
 
 def _enhancer(task: PlaneTask, path: str):
@@ -131,7 +131,7 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     """Read, super-resolve, convert and store one plane (all pyramid levels), then mark it done."""
     start = time.perf_counter()
     where = f"input plane {plane.describe()}"
-    raw = np.asarray(_input(task)[plane.index].compute(scheduler="synchronous"))
+    raw = _input(task)(plane.index)
     if np.issubdtype(raw.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(raw)))
         if bad:

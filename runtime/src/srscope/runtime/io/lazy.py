@@ -1,29 +1,18 @@
-"""Turn whatever array an :class:`Image` holds into a lazy dask array in canonical axis order.
+"""Plane-by-plane access to an :class:`Image` in canonical (``tczyx``) order, whatever it holds.
 
-Writers work from dask so that numpy, zarr and dask inputs all stream plane by plane: memory stays
-bounded by one plane (or chunk) however large the dataset is.
+Readers and writers stream one (y, x) plane at a time so memory stays bounded by a plane however
+large the dataset. Planes are read straight from the stored array (numpy, zarr, or dask as a
+fallback) instead of slicing a dask graph per plane: building and optimising that graph cost
+~40 ms a plane, more than the read itself (zarr: ~2 ms).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import dask.array as da
 import numpy as np
-import zarr
 from srscope.runtime.io.image import CANONICAL_AXES, Image
-
-
-def as_dask(data: Any) -> da.Array:
-    """Wrap ``data`` without reading it; zarr arrays keep their chunking."""
-    if isinstance(data, da.Array):
-        return data
-    if isinstance(data, zarr.Array):
-        return da.from_zarr(data)
-    if isinstance(data, np.ndarray):
-        return da.from_array(data, chunks=(1,) * (data.ndim - 2) + data.shape[-2:])
-    return da.asarray(data)
 
 
 def canonical_axes(axes: str) -> str:
@@ -31,16 +20,29 @@ def canonical_axes(axes: str) -> str:
     return "".join(a for a in CANONICAL_AXES if a in axes)
 
 
-def canonical_data(image: Image) -> tuple[da.Array, str]:
-    """The image's pixels transposed (lazily) into canonical order, with the new axes string."""
-    target = canonical_axes(image.axes)
-    data = as_dask(image.data)
-    if target != image.axes:
-        data = data.transpose([image.axes.index(a) for a in target])
-    return data, target
+def canonical_shape(image: Image) -> tuple[int, ...]:
+    """The image's shape with its axes in canonical order."""
+    return tuple(image.sizes[a] for a in canonical_axes(image.axes))
 
 
-def iter_plane_arrays(data: da.Array) -> Iterator[np.ndarray]:
-    """Yield every 2D (y, x) plane as numpy, in C order of the leading dimensions."""
-    for index in np.ndindex(*data.shape[:-2]):
-        yield np.asarray(data[index].compute(scheduler="synchronous"))
+def plane_reader(image: Image) -> Callable[[tuple[int, ...]], np.ndarray]:
+    """A function reading the (y, x) plane at a *canonical* leading index as numpy."""
+    order = canonical_axes(image.axes)[:-2]
+    stored = image.axes[:-2]
+    data = image.data
+
+    def read(index: tuple[int, ...]) -> np.ndarray:
+        position = dict(zip(order, index))
+        plane = data[tuple(position[a] for a in stored)]
+        if isinstance(plane, da.Array):
+            plane = plane.compute(scheduler="synchronous")
+        return np.asarray(plane)
+
+    return read
+
+
+def iter_canonical_planes(image: Image) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """Every plane as ``(canonical leading index, numpy plane)``, in canonical C order."""
+    read = plane_reader(image)
+    for index in np.ndindex(*canonical_shape(image)[:-2]):
+        yield index, read(index)

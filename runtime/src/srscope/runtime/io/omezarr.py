@@ -15,11 +15,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import zarr
 from srscope.runtime.io.image import Image, ImageIOError
-from srscope.runtime.io.lazy import canonical_data
+from srscope.runtime.io.lazy import (
+    canonical_axes,
+    canonical_shape,
+    iter_canonical_planes,
+)
 from srscope.runtime.io.pyramid import level_shapes, plane_chunks, plane_levels
 from srscope.runtime.io.units import (
     NGFF_SPACE_UNIT,
@@ -113,7 +116,7 @@ def read_omezarr(path: Path) -> Image:
     n_channels = array.shape[axes.index("c")] if "c" in axes else 1
     if channels and len(channels) == n_channels and all("label" in c for c in channels):
         names = tuple(str(c["label"]) for c in channels)
-    return Image(data=da.from_zarr(array), axes=axes, pixel_size_um=(pixel_y, pixel_x),
+    return Image(data=array, axes=axes, pixel_size_um=(pixel_y, pixel_x),
                  channel_names=names, z_step_um=z_step, time_interval_s=interval, metadata=metadata)
 
 
@@ -257,14 +260,15 @@ class OmeZarrWriter:
 
 def write_omezarr(path: Path, image: Image, *, overwrite: bool = False) -> Path:
     """Write ``image`` (any axis order; stored as t, c, z, y, x) as an NGFF 0.5 multiscale image."""
-    data, axes = canonical_data(image)
+    axes = canonical_axes(image.axes)
     _check_json(image.metadata)
     if not all(math.isfinite(s) for s in image.pixel_size_um):
         raise ImageIOError("pixel size must be finite")
-    writer = OmeZarrWriter.create(path, shape=data.shape, dtype=data.dtype, axes=axes, overwrite=overwrite)
+    writer = OmeZarrWriter.create(path, shape=canonical_shape(image), dtype=image.dtype, axes=axes,
+                                  overwrite=overwrite)
     levels = writer.levels
-    for index in np.ndindex(*data.shape[:-2]):
-        writer.write_plane(index, np.asarray(data[index].compute(scheduler="synchronous")), levels=levels)
+    for index, plane in iter_canonical_planes(image):
+        writer.write_plane(index, plane, levels=levels)
     template = Image(data=writer.level0, axes=axes, pixel_size_um=image.pixel_size_um,
                      channel_names=image.channel_names, z_step_um=image.z_step_um,
                      time_interval_s=image.time_interval_s, metadata=image.metadata)

@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import dask.array as da
+import numpy as np
 import tifffile
 import zarr
-from srscope.runtime.io.image import CANONICAL_AXES, Image, ImageIOError
-from srscope.runtime.io.lazy import canonical_data, iter_plane_arrays
+from srscope.runtime.io.image import Image, ImageIOError
+from srscope.runtime.io.lazy import (
+    canonical_axes,
+    canonical_shape,
+    iter_canonical_planes,
+)
 from srscope.runtime.io.units import length_to_um, time_to_s
 
 #: tifffile axis letters that mean something other than t/c/z/y/x; they become t, z or c, in that
@@ -150,7 +155,7 @@ def read_tiff(path: Path) -> Image:
         if "y" not in axes or "x" not in axes:
             raise ImageIOError(f"{path}: TIFF has no y/x plane (axes {tiff_axes!r})")
         if series.nbytes > EAGER_LIMIT_BYTES:
-            data = da.from_zarr(zarr.open_array(series.aszarr(level=0), mode="r"))
+            data = zarr.open_array(series.aszarr(level=0), mode="r")
             lazy = True
         else:
             data = series.asarray()
@@ -162,9 +167,9 @@ def read_tiff(path: Path) -> Image:
     finally:
         if not lazy:
             tif.close()
-    if not axes.endswith("yx"):  # e.g. RGB "yxc": move the samples in front
+    if not axes.endswith("yx"):  # e.g. RGB "yxc": move the samples in front (lazily, via dask)
         order = [i for i, a in enumerate(axes) if a not in "yx"] + [axes.index("y"), axes.index("x")]
-        data = data.transpose(order)
+        data = da.from_zarr(data).transpose(order) if lazy else np.transpose(data, order)
         axes = "".join(axes[i] for i in order)
     metadata = dict(found.pop("metadata", {}))
     if "pixel_size_um" not in found:
@@ -196,22 +201,21 @@ def _ome_metadata(image: Image, axes: str) -> dict[str, Any]:
 
 def write_tiff(path: Path, image: Image) -> Path:
     """Stream ``image`` into an OME-TIFF at ``path`` via a temporary file renamed at the end."""
-    data, axes = canonical_data(image)
-    assert set(axes) <= set(CANONICAL_AXES)
+    axes, shape, dtype = canonical_axes(image.axes), canonical_shape(image), np.dtype(image.dtype)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     y_um, x_um = image.pixel_size_um
     try:
         tifffile.imwrite(
             tmp,
-            iter_plane_arrays(data),
-            shape=data.shape,
-            dtype=data.dtype,
+            (plane for _, plane in iter_canonical_planes(image)),
+            shape=shape,
+            dtype=dtype,
             ome=True,
             photometric="minisblack",
             metadata=_ome_metadata(image, axes),
             resolution=(1e4 / x_um, 1e4 / y_um),
             resolutionunit="CENTIMETER",
-            bigtiff=data.nbytes > 2**31,
+            bigtiff=int(np.prod(shape)) * dtype.itemsize > 2**31,
         )
         os.replace(tmp, path)
     finally:
