@@ -14,8 +14,13 @@ What it answers, side by side on one model and one image (medians over interleav
   machine's measured float32 matmul peak that each mode reaches;
 * a difference-map PNG of tiled minus whole-image output (seams would show as lines).
 
-Model: the first ``models/*.onnx`` with a valid card, else a paper-shaped random-weight U-Net
-(``build_unet_model``, width 16 = half the paper's so a 2-core machine finishes in minutes).
+Models: ``main`` is the first ``models/*.onnx`` with a valid card, else a paper-shaped
+random-weight U-Net (``build_unet_model``, width 16 = half the paper's so a 2-core machine finishes
+in minutes), on the largest image costing <= 100 GFLOP per pass. Its exact halo (the full
+theoretical receptive field, ~70 input px) dominates tiled cost at such sizes, so a halo sweep shows
+the speed/PSNR trade-off. ``light`` is a cheap small-halo model on a 1024² frame: it isolates the
+wrapper's own overhead (the issue's "tiled >= 0.9x single-shot" target). All modes of a model share
+one ORT session, so they differ only in what the Enhancer does around it.
 Run alone with ``python bench/bench_runtime.py [--model m.onnx] [--out bench/results]``.
 """
 
