@@ -140,11 +140,14 @@ def peak_rss_mb(path: Path, mode: str, size: int) -> dict[str, float]:
     return {"peak_rss_mb": round(after, 1), "inference_extra_mb": round(after - before, 1)}
 
 
-def psnr(image: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR over the reference's value range (the issue's criterion for tiled vs whole)."""
+def psnr(image: np.ndarray, reference: np.ndarray) -> float | None:
+    """PSNR in dB over the reference's value range (the issue's tiled-vs-whole criterion).
+
+    ``None`` (JSON null) means bit-identical; strict JSON has no Infinity.
+    """
     mse = float(np.mean((image.astype(np.float64) - reference) ** 2))
     value_range = float(reference.max() - reference.min())
-    return float("inf") if mse == 0 else 10 * np.log10(value_range ** 2 / mse)
+    return None if mse == 0 else round(10 * np.log10(value_range ** 2 / mse), 1)
 
 
 def save_difference_map(path: Path, tiled: np.ndarray, whole: np.ndarray, title: str) -> None:
@@ -212,7 +215,7 @@ def measure(path: Path, size: int, *, tiles: tuple[int, ...], halos: tuple[int, 
                           # ~1.0 means the shortfall is halo geometry, not wrapper overhead.
                           "ratio_per_computed_pixel": round(raw_median / median * plan.computed_fraction, 3),
                           "halo_px": enhancer.halo,
-                          "psnr_vs_whole_card_halo_db": round(psnr(enhancer.enhance(image), reference), 1)})
+                          "psnr_vs_whole_card_halo_db": psnr(enhancer.enhance(image), reference)})
         if memory and "_halo_" not in key:
             mode = {"raw_single_shot": "raw", "enhancer_whole": "whole"}.get(key) or key.rsplit("_", 1)[1]
             entry.update(peak_rss_mb(path, mode, size))
@@ -246,7 +249,7 @@ def run(out_dir: Path, model: Path | None = None) -> dict:
     png = out_dir / "bench_runtime_difference_map.png"
     save_difference_map(png, tiled_out, reference,
                         f"{main['model']['name']}: tile {enhancers[seam_key].tile}, "
-                        f"{enhancers[seam_key].plan(image.shape).count} tiles, PSNR {seam_psnr:.1f} dB")
+                        f"{enhancers[seam_key].plan(image.shape).count} tiles, PSNR {seam_psnr or 'identical'} dB")
 
     whole = enhancers["enhancer_whole"]
     gpu = gpu_frame_ms(path) if any(d in available_devices() for d in ("cuda", "tensorrt")) else None
@@ -261,7 +264,7 @@ def run(out_dir: Path, model: Path | None = None) -> dict:
         "tiled_vs_single_shot_ratio_default": main["modes"].get(default_key, main["modes"]["enhancer_whole"])[
             "ratio_vs_raw"],
         "light_model_tiled_vs_single_shot_ratio": light["modes"][default_key]["ratio_vs_raw"],
-        "tiled_vs_whole_psnr_db": round(seam_psnr, 1),
+        "tiled_vs_whole_psnr_db": seam_psnr,
         "difference_map_png": str(png),
         "gpu_ms_per_1024_frame": gpu,
         "main": main,
