@@ -33,6 +33,8 @@ from srscope.training.evaluation.methods import (
     baseline_methods,
     baseline_psf,
     deconvolution_input,
+    describe_optics,
+    input_optics,
     network_method,
 )
 from srscope.training.evaluation.metrics import score_image
@@ -168,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
         config = {"model": str(args.model), "ablation": str(args.ablation) if args.ablation else None,
                   "modality": modality, "structure": structure, "source": source,
                   "validation_pair": validation.name, "device": args.device,
-                  "models": {m.name: _card_summary(m.card) for m in methods if m.is_network}}
+                  "models": {m.name: _card_summary(m.card) for m in methods if m.is_network},
+                  "deconvolution_psf": describe_optics(input_optics(modality, validation.emission_wavelength_nm))}
         report = write_report(result, args.out, config)
     except (ValueError, OSError) as exc:
         print(f"srtrain evaluate: error: {exc}", file=sys.stderr)

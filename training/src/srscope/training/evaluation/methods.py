@@ -61,11 +61,21 @@ def input_optics(modality: str, emission_nm: float | None) -> DeconvolutionOptic
         excitation = lr.excitation_wavelength_um * 1000.0 if lr.psf == "confocal" else None
         emission = emission_nm or lr.emission_wavelength_um * 1000.0
         return DeconvolutionOptics(na=lr.na, n_immersion=lr.n_immersion, emission_nm=float(emission),
-                                   excitation_nm=excitation)
+                                   excitation_nm=excitation, pinhole_au=lr.pinhole_au)
     if modality not in INPUT_OPTICS:
         raise ValueError(f"no input optics known for modality {modality!r}; "
                          f"known: {', '.join(sorted(INPUT_OPTICS))}")
     return DeconvolutionOptics(emission_nm=float(emission_nm or DEFAULT_EMISSION_NM), **INPUT_OPTICS[modality])
+
+
+def describe_optics(optics: DeconvolutionOptics) -> str:
+    """One line for the report, e.g. 'a Born & Wolf PSF (NA 0.4, n 1.0, 532 nm emission)'."""
+    if optics.excitation_nm is None:
+        return (f"a Born & Wolf widefield PSF (NA {optics.na:g}, n {optics.n_immersion:g}, "
+                f"{optics.emission_nm:.0f} nm emission)")
+    return (f"a confocal PSF (Born & Wolf excitation {optics.excitation_nm:.0f} nm × emission "
+            f"{optics.emission_nm:.0f} nm through a {optics.pinhole_au:g} AU pinhole, NA {optics.na:g}, "
+            f"n {optics.n_immersion:g})")
 
 
 @lru_cache(maxsize=16)

@@ -180,6 +180,12 @@ def _markdown(result: EvaluationResult, summary: dict[str, Any], figure_files: d
                     f"**{lr['iterations']} iterations, damping {lr['damping']:.1%}** "
                     f"(validation {lr['metric'].upper()} {_fmt(lr['validation_score'], 4)}). The paper chose "
                     "10 iterations / 0.1 % by eye.")
+        psf = config.get("deconvolution_psf")
+        if psf:
+            text += (f" Both deconvolutions use {psf}, on the bilinear-×{result.scale} grid after subtracting the "
+                     "background; for simulated data these are the optics that made the input (in focus), an "
+                     "advantage deconvolution would not have on real data (the paper used a theoretical Born & Wolf "
+                     "PSF).")
         lines += ["## Lucy–Richardson parameter search", "", text, ""]
         if "lr_search" in figure_files:
             lines += [f"![LR search]({figure_files['lr_search']})", ""]
