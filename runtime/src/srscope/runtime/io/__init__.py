@@ -1,6 +1,6 @@
 """Microscopy image files in and out: OME-TIFF and OME-Zarr (NGFF), with pixel sizes carried through.
 
-``read_image`` opens lazily (dask), so callers can walk a dataset larger than memory plane by plane;
+``read_image`` opens lazily (zarr), so callers can walk a dataset larger than memory plane by plane;
 ``write_image`` picks the format from the suffix and never leaves a finished-looking partial file.
 """
 
@@ -33,7 +33,13 @@ def image_format(path: str | Path) -> str:
 
 
 def read_image(path: str | Path) -> Image:
-    """Open a TIFF/OME-TIFF or OME-Zarr image (level 0 of a multiscale) without loading its pixels."""
+    """Open a TIFF/OME-TIFF or OME-Zarr image (level 0 of a multiscale) with its calibration.
+
+    OME-Zarr and TIFFs over 32 MiB come back as lazy zarr arrays (index a plane to read it);
+    smaller TIFFs as numpy. A file without any pixel size gets ``(1.0, 1.0)`` and
+    ``metadata["pixel_size_unknown"] = True`` so callers can refuse or substitute a known value.
+    An unfinished ``srrun`` store raises :class:`ImageIOError` rather than reading as an image.
+    """
     path = Path(path)
     kind = image_format(path)
     if not path.exists():
