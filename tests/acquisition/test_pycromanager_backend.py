@@ -58,6 +58,7 @@ def pycro_engine() -> Iterator[UniMMCore]:
         yield core
     finally:
         Engine.get_instance().shutdown()
+        del Engine.singleton  # pycromanager keeps one engine per process; the next test needs a fresh one
         launcher._PYMMCORES.remove(snake)
         core.unloadAllDevices()
         del core, snake
@@ -94,3 +95,33 @@ def test_pycromanager_python_backend_acquisition_with_live_sr(pycro_engine, enha
         for t in (0, 1):
             np.testing.assert_allclose(sr_planes[t, 0, 0], enhancer.enhance(raw[(p, t, "DAPI")]),
                                        rtol=1e-5, atol=1e-3)
+
+
+def test_acqengpy_image_processor_form_on_the_engine(pycro_engine, enhancer, tmp_path):
+    from ndstorage.ndram_dataset import NDRAMDataset
+    from pycromanager.acquisition.acq_eng_py.main.AcqEngPy_Acquisition import (
+        Acquisition as EngineAcquisition,
+    )
+    from pycromanager.acquisition.acq_eng_py.main.acquisition_event import (
+        AcquisitionEvent,
+    )
+    from srscope.acquisition import SRImageProcessor
+
+    dataset = NDRAMDataset()
+    acq = EngineAcquisition(dataset)
+    processor = SRImageProcessor(live(enhancer, tmp_path / "sr.ome.zarr", pixel_size_um=SIMULATED_PIXEL_SIZE_UM))
+    acq.add_image_processor(processor)
+    acq.start()
+    events = [AcquisitionEvent.from_json({"axes": {"time": t}}, acq) for t in range(4)]
+    acq.submit_event_iterator(iter(events))
+    acq.finish()
+    acq.block_until_events_finished()
+    processor.join(timeout=60)
+
+    s = processor.process_fn.summary
+    assert s is not None and s.frames_in == 4 and s.frames_super_resolved == 4
+    assert len(dataset.get_image_coordinates_list()) == 4  # every raw frame forwarded to storage
+    root = zarr.open_group(str(tmp_path / "sr.ome.zarr"), mode="r")
+    assert root.attrs["srscope"]["status"] == "complete"
+    raw = np.asarray(dataset.read_image(time=3))
+    np.testing.assert_allclose(root["0/0"][3, 0, 0], enhancer.enhance(raw), rtol=1e-5, atol=1e-3)

@@ -11,8 +11,13 @@ Function form (both pycromanager backends)::
 
 pycromanager never tells an ``image_process_fn`` that the acquisition ended, so the ``with``
 block (or :meth:`LiveImageProcessFn.finish`) closes the SR store. The processor form,
-:class:`SRImageProcessor`, sees the engine's end-of-acquisition marker and finishes by itself:
-``acq._acq.add_image_processor(SRImageProcessor(...))`` on the Python backend.
+:class:`SRImageProcessor`, sees the engine's end-of-acquisition marker and finishes by itself;
+it is added to AcqEngPy's own acquisition before it starts::
+
+    from pycromanager.acquisition.acq_eng_py.main.AcqEngPy_Acquisition import Acquisition
+    acq = Acquisition(dataset)
+    acq.add_image_processor(SRImageProcessor(live("model.onnx", "run_sr.ome.zarr")))
+    acq.start()
 
 pycromanager's axes are open-ended (``{"time": 0, "channel": "DAPI", "z": 0, "position": 0}``),
 so the SR store grows as new time points, planes and channels arrive.
