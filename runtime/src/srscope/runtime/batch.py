@@ -68,7 +68,7 @@ class JobPlan:
     input_path: Path
     output_path: Path
     store_path: Path
-    source: Image
+    source: Image  #: calibration and names of the input; its pixels are a zero-size stand-in
     axes: str
     output_shape: tuple[int, ...]
     task: PlaneTask
@@ -191,7 +191,10 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
         "models": [cards[m].weights_sha256 if m else None for m in model_strs],
         "dtype": options.dtype, "tile": options.tile, "overlap": options.overlap,
     }
-    plan = JobPlan(input_path=input_path, output_path=output_path, store_path=store, source=source,
+    # Keep the calibration, drop the pixels: workers read planes themselves, and a small TIFF read
+    # whole here would otherwise stay in memory for the entire run.
+    calibration = dataclasses.replace(source, data=np.broadcast_to(np.zeros((), dtype), source.shape))
+    plan = JobPlan(input_path=input_path, output_path=output_path, store_path=store, source=calibration,
                    axes=axes, output_shape=out_shape, task=task, cards=cards,
                    output_pixel_size_um=out_size, identity=identity, warnings=notes)
     _check_output(plan, overwrite)
