@@ -228,3 +228,11 @@ def test_imagej_hyperstack_order_tzcyx_maps_planes_to_the_right_channel(tmp_path
     enhancer = Enhancer.from_file(model_x2)
     np.testing.assert_allclose(values[1, 1, 2], enhancer.enhance(data[1, 2, 1]), rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(values[0, 0, 1], np.kron(data[0, 1, 0], np.ones((2, 2))))
+
+
+def test_model_output_overflowing_float32_is_refused(tmp_path: Path, capsys) -> None:
+    huge = build_test_model(tmp_path / "huge.onnx", scale=2, denormalization=(0.0, 3e38))
+    src = _write_input(tmp_path / "in.ome.zarr", _stack((2, 32, 32)), "zyx")
+    code, err = _run(capsys, huge, src, tmp_path / "out.zarr")
+    assert code == 2 and "the model produced" in err and "NaN/Inf" in err
+    assert not (tmp_path / "out.zarr").exists()

@@ -144,6 +144,9 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     expected = (raw.shape[0] * task.scale, raw.shape[1] * task.scale)
     if result.shape != expected:
         raise BatchError(f"{where}: model returned shape {result.shape}, expected {expected}")
+    bad = int(np.count_nonzero(~np.isfinite(result)))
+    if bad:  # e.g. float16 overflow inside an fp16 model: never store it as if it were data
+        raise BatchError(f"{where}: the model produced {bad} NaN/Inf pixel(s)")
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
     writer, levels = _output(task)
     writer.write_plane(plane.index, values, levels=levels)  # with its pyramid levels
