@@ -11,51 +11,50 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import shape_inference
 
 
-def _with_fixed_input(model: onnx.ModelProto, height: int, width: int) -> onnx.ModelProto:
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    dims = fixed.graph.input[0].type.tensor_type.shape.dim
-    for dim, value in zip(dims, (1, 1, height, width)):
-        dim.ClearField("dim_param")
-        dim.dim_value = value
-    del fixed.graph.value_info[:]
-    return shape_inference.infer_shapes(fixed, data_prop=True)
+def _probe_shapes(model: onnx.ModelProto, names: set[str], probe: int) -> dict[str, tuple[int, ...]]:
+    """Actual shapes of ``names`` from one ONNX Runtime run on a zero ``probe``² input.
 
+    Running the graph rather than using ONNX shape inference, because exporters (torch's F.pad
+    among them) compute pads and scales in subgraphs that static inference leaves unsized.
+    """
+    import onnxruntime as ort
 
-def _shape(info: dict[str, list[int]], name: str) -> list[int] | None:
-    shape = info.get(name)
-    return shape if shape and all(d > 0 for d in shape) else None
+    probed = onnx.ModelProto()
+    probed.CopyFrom(model)
+    existing = {o.name for o in probed.graph.output}
+    for name in sorted(names - existing):
+        probed.graph.output.append(onnx.ValueInfoProto(name=name))
+    session = ort.InferenceSession(probed.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed_info = session.get_inputs()[0]
+    dtype = np.float16 if feed_info.type == "tensor(float16)" else np.float32
+    wanted = [o.name for o in session.get_outputs() if o.name in names]
+    values = session.run(wanted, {feed_info.name: np.zeros((1, 1, probe, probe), dtype=dtype)})
+    return {name: value.shape for name, value in zip(wanted, values)}
 
 
 def conv_gflop_per_megapixel(model: onnx.ModelProto | str | Path, *, probe: int = 256) -> float:
-    """GFLOP (2 × multiply-accumulates of Conv/ConvTranspose/MatMul/Gemm) per input megapixel.
+    """GFLOP (2 × multiply-accumulates of Conv/ConvTranspose) per input megapixel.
 
-    The graph is shape-inferred at a ``probe``×``probe`` input (must satisfy the model's size
-    multiple); convolutions dominate these generators, so the other ops are ignored.
+    Shapes come from running the graph once at a ``probe``×``probe`` input (which must satisfy the
+    model's size multiple); convolutions dominate these generators, so other ops are ignored.
     """
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    inferred = _with_fixed_input(model, probe, probe)
-    shapes: dict[str, list[int]] = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-    for init in inferred.graph.initializer:
-        shapes[init.name] = list(init.dims)
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    names = set()
+    for node in convs:
+        names.add(node.output[0] if node.op_type == "Conv" else node.input[0])
+        if node.input[1] not in initializers:
+            names.add(node.input[1])
+    shapes = {**initializers, **_probe_shapes(model, names, probe)}
     macs = 0
-    for node in inferred.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose"):
-            weight = _shape(shapes, node.input[1])
-            ref = _shape(shapes, node.output[0] if node.op_type == "Conv" else node.input[0])
-            if weight is None or ref is None:
-                raise ValueError(f"shape inference left {node.op_type} {node.name or node.output[0]} unsized")
-            # Conv: every output pixel does C_in/groups × kernel MACs per output channel.
-            # ConvTranspose: every input pixel scatters into C_out/groups × kernel outputs.
-            macs += int(np.prod(ref)) * int(np.prod(weight[1:]))
-        elif node.op_type in ("MatMul", "Gemm"):
-            a, out = _shape(shapes, node.input[0]), _shape(shapes, node.output[0])
-            if a is not None and out is not None:
-                macs += int(np.prod(out)) * a[-1]
+    for node in convs:
+        weight = shapes[node.input[1]]
+        ref = shapes[node.output[0] if node.op_type == "Conv" else node.input[0]]
+        # Conv: each output value sums C_in/groups × kernel products. ConvTranspose: each input
+        # value scatters into C_out/groups × kernel outputs. Both are prod(ref) × prod(weight[1:]).
+        macs += int(np.prod(ref)) * int(np.prod(weight[1:]))
     return 2 * macs / 1e9 / (probe * probe / 1e6)
