@@ -82,7 +82,14 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
     if simulated and pixel_size_um is None:
         pixel_size_um = SIMULATED_PIXEL_SIZE_UM
 
-    core = UniMMCore()
+    mm_log = logging.getLogger("pymmcore-plus")
+    level = mm_log.level
+    if simulated:  # pure-Python devices need no Micro-Manager install: silence its "not found" error
+        mm_log.setLevel(logging.CRITICAL)
+    try:
+        core = UniMMCore()
+    finally:
+        mm_log.setLevel(level)
     try:
         try:
             core.loadSystemConfiguration(str(cfg))
