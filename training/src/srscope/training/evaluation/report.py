@@ -148,7 +148,9 @@ def _markdown(result: EvaluationResult, summary: dict[str, Any], figure_files: d
               "for all images, so interpolation cannot fake support). SQUIRREL (Culley et al. 2018) blurs each output back to the input's "
               "resolution with an optimised Gaussian and an affine intensity fit: RSE is the residual RMS error "
               "in input counts, RSP the Pearson correlation. The ground truth's own RSE/RSP is the floor set by "
-              "input noise and the Gaussian blur model."), ""]
+              "input noise and the Gaussian blur model. Read the three together: decorrelation and support "
+              "also reward high-frequency noise and ringing (a noisy ground truth can reach Nyquist), which "
+              "SQUIRREL then shows as a higher RSE."), ""]
     for key, caption in (("crops", "Side-by-side crops (shared intensity scale after the affine fit)"),
                          ("differences", "Difference maps output − ground truth"),
                          ("squirrel", "SQUIRREL error maps"),
