@@ -2,6 +2,7 @@
 learning starts from the parent's weights, and the CLI writes the log and curves."""
 
 import csv
+import math
 
 import pytest
 import torch
@@ -109,3 +110,34 @@ def test_ddp_two_processes_with_torchrun(toy, tmp_path):
     state = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert state["iteration"] == 6 and state["provenance"]["world_size"] == 2
     assert [r["iteration"] for r in _val_rows(tmp_path / "ddp")] == ["3", "6"]
+
+
+def test_discriminator_learns_to_separate_real_from_generated(toy, tmp_path):
+    torch.set_num_threads(1)
+    trainer = Trainer(_cfg(toy, tmp_path / "d", iterations=40, lr_d=1e-3))
+    d_losses = [trainer.step()["d_loss"] for _ in range(40)]
+    assert sum(d_losses[-10:]) / 10 < 0.9 * 2 * math.log(2)  # below chance (2 ln 2)
+
+
+def test_simulator_dataset_is_in_the_prepared_format_and_normalised_globally(tmp_path):
+    import numpy as np
+    from srscope.training.data.simulate import simulate_pair
+    from srscope.training.gan.patches import load_split, read_attrs
+    from srscope.training.gan.simdataset import (
+        build_simulated_dataset,
+        upsample_to_hr_grid,
+    )
+
+    path = build_simulated_dataset(tmp_path / "wf.zarr", "widefield", "filaments", n_train=1, n_val=1, n_test=1,
+                                   fov=(64, 64), patch=32)
+    attrs = read_attrs(path)
+    assert attrs["input_pixel_size_um"] == 0.325 and attrs["output_pixel_size_um"] == 0.1625
+    assert attrs["splits"] == {"train": 4, "val": 4, "test": 4}
+    lr, hr = load_split(path, "train")
+    assert lr.shape == hr.shape == (4, 32, 32)
+    pair = simulate_pair("widefield", "filaments", seed=0, hr_shape=(64, 64), misregister=False)
+    norm, denorm = attrs["normalization"], attrs["denormalization"]
+    expected_lr = (upsample_to_hr_grid(pair.lr, 2) - norm["offset"]) / norm["scale"]
+    np.testing.assert_allclose(lr[0], expected_lr[:32, :32], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hr[0], (pair.hr[:32, :32] - denorm["offset"]) / denorm["scale"], rtol=1e-5, atol=1e-6)
+    assert norm["offset"] == pair.background_lr
