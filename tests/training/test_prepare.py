@@ -25,7 +25,7 @@ def prepared(tmp_path_factory):
 
 
 def test_layout_read_back_with_plain_zarr(prepared):
-    out, summary, _ = prepared
+    out, _summary, _ = prepared
     root = zarr.open_group(str(out), mode="r")
     assert root.metadata.zarr_format == 3
     attrs = root.attrs.asdict()["srscope_dataset"]
@@ -51,7 +51,7 @@ def test_splits_never_share_a_field_of_view(prepared):
 
 def test_normalisation_is_global_and_quantitative(prepared):
     """Denormalising a stored HR patch returns the camera counts of the HR image."""
-    out, summary, pairs = prepared
+    out, _summary, pairs = prepared
     attrs = dataset_attrs(out)
     lr, hr = load_split(out, "train")
     assert lr.shape[0] > 0
@@ -87,7 +87,7 @@ def test_empty_patches_are_skipped():
     rng = np.random.default_rng(0)
     hr = rng.normal(0, 0.01, (128, 128)).astype(np.float32)
     hr[70:80, 70:80] = 1.0  # one bright object in one 64-px tile
-    lr_p, hr_p = extract_patches(hr.copy(), hr, 64, min_signal=0.1)
+    _lr_p, hr_p = extract_patches(hr.copy(), hr, 64, min_signal=0.1)
     assert len(hr_p) == 1 and hr_p[0].max() == pytest.approx(1.0)
 
 

@@ -13,6 +13,7 @@ Field convention (as everywhere in srscope): ``registered(x) = moving(x + u(x))`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sfft
@@ -48,18 +49,22 @@ def block_shifts(reference: np.ndarray, moving: np.ndarray, block: int, *, overl
     (the closed-form Gaussian through the maximum and its neighbours, applied per axis)."""
     h, w = reference.shape
     block = int(min(block, h, w))
-    stride = max(int(round(block * (1.0 - overlap))), 1)
+    stride = max(round(block * (1.0 - overlap)), 1)
     ys = _starts(h, block, stride)
     xs = _starts(w, block, stride)
     ref_blocks = _blocks(reference, ys, xs, block)
     mov_blocks = _blocks(moving, ys, xs, block)
     n = ref_blocks.shape[0]
     contrast = ref_blocks.std(axis=(1, 2))
+    # Both blocks are tapered (so the circular FFT correlation sees no edges) and the result is
+    # divided by the window's own autocorrelation: otherwise the overlap of the two windows,
+    # largest at zero shift, pulls every estimate towards zero and convergence crawls.
     win = _hann(block)
     a = _standardise(ref_blocks) * win
     b = _standardise(mov_blocks) * win
     corr = sfft.irfft2(np.conj(sfft.rfft2(a, workers=-1)) * sfft.rfft2(b, workers=-1), s=(block, block),
-                       axes=(-2, -1), workers=-1) / float(np.sum(win**2))
+                       axes=(-2, -1), workers=-1)
+    corr /= _window_overlap(block)[None]
     corr = np.fft.fftshift(corr, axes=(-2, -1))
     c = block // 2
     r = max(block // 4, 2)
@@ -150,8 +155,8 @@ def warp(image: np.ndarray, displacement: np.ndarray, order: int = 1) -> np.ndar
 def pyramid_block_sizes(start: int = 256, stop: int = 64, shrink: float = 1.2, max_size: int | None = None) -> list[int]:
     sizes = []
     b = float(start)
-    while int(round(b)) >= stop:
-        sizes.append(int(round(b)))
+    while round(b) >= stop:
+        sizes.append(round(b))
         b /= shrink
     if sizes and sizes[-1] > stop:  # the paper's pyramid ends *at* the stop size
         sizes.append(stop)
@@ -206,6 +211,15 @@ def _standardise(stack: np.ndarray) -> np.ndarray:
     mean = stack.mean(axis=(1, 2), keepdims=True)
     std = stack.std(axis=(1, 2), keepdims=True)
     return (stack - mean) / np.where(std > 0, std, 1.0)
+
+
+@lru_cache(maxsize=16)
+def _window_overlap(n: int) -> np.ndarray:
+    """Σ_x w(x)·w(x+d) for every circular shift d (unshifted FFT order), floored so shifts
+    near half a block, where the windows barely overlap, cannot blow up."""
+    w = _hann(n)
+    overlap = sfft.irfft2(np.abs(sfft.rfft2(w)) ** 2, s=(n, n))
+    return np.maximum(overlap, 0.05 * overlap.max()).astype(np.float32)
 
 
 def _hann(n: int) -> np.ndarray:

@@ -26,8 +26,8 @@ class GlobalShift:
 def ncc_map(reference: np.ndarray, moving: np.ndarray, max_shift: int) -> np.ndarray:
     """NCC for integer shifts in [−max_shift, max_shift]², index [max_shift, max_shift] = 0 shift.
 
-    c[d] = Σ ref(x)·mov(x+d) / N of standardised images; circular (FFT), so the images are
-    tapered at the border first to keep the wrap-around from biasing the peak.
+    c[d] = Σ w(x)ref(x)·w(x+d)mov(x+d) / Σ w(x)w(x+d) of standardised images; circular (FFT),
+    so both are tapered (w) at the border and the taper's overlap is divided out.
     """
     if reference.shape != moving.shape:
         raise ValueError(f"shape mismatch {reference.shape} vs {moving.shape}")
@@ -36,7 +36,10 @@ def ncc_map(reference: np.ndarray, moving: np.ndarray, max_shift: int) -> np.nda
     b = _standardise(moving) * window
     fa = sfft.rfft2(a, workers=-1)
     fb = sfft.rfft2(b, workers=-1)
-    corr = sfft.irfft2(np.conj(fa) * fb, s=a.shape, workers=-1) / float(np.sum(window**2))
+    corr = sfft.irfft2(np.conj(fa) * fb, s=a.shape, workers=-1)
+    # divide by the window overlap so the taper does not pull the peak towards zero shift
+    overlap = sfft.irfft2(np.abs(sfft.rfft2(window)) ** 2, s=a.shape, workers=-1)
+    corr /= np.maximum(overlap, 0.05 * overlap.max())
     corr = np.fft.fftshift(corr)
     cy, cx = a.shape[0] // 2, a.shape[1] // 2
     return corr[cy - max_shift: cy + max_shift + 1, cx - max_shift: cx + max_shift + 1]

@@ -52,8 +52,8 @@ def assign_splits(n: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1
         raise ValueError("no fields of view to split")
     order = np.random.default_rng(seed).permutation(n)
     total = sum(fractions)
-    n_val = int(round(n * fractions[1] / total))
-    n_test = int(round(n * fractions[2] / total))
+    n_val = round(n * fractions[1] / total)
+    n_test = round(n * fractions[2] / total)
     if n >= 3:
         n_val, n_test = max(n_val, 1), max(n_test, 1)
     n_val = min(n_val, max(n - 1, 0))

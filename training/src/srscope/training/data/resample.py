@@ -28,7 +28,7 @@ def resample_to_hr(lr: np.ndarray, lr_pixel_size_um: float, hr_pixel_size_um: fl
     s = scale_factor(lr_pixel_size_um, hr_pixel_size_um)
     lr = np.asarray(lr, dtype=np.float32)
     if hr_shape is None:
-        hr_shape = (int(round(lr.shape[0] * s)), int(round(lr.shape[1] * s)))
+        hr_shape = (round(lr.shape[0] * s), round(lr.shape[1] * s))
     if abs(s - 1.0) < 1e-6 and tuple(hr_shape) == lr.shape:
         return lr.copy()
     ry = lr_to_hr_coordinates(hr_shape[0], s)
