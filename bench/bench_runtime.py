@@ -150,21 +150,26 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float | None:
     return None if mse == 0 else round(10 * np.log10(value_range ** 2 / mse), 1)
 
 
-def save_difference_map(path: Path, tiled: np.ndarray, whole: np.ndarray, title: str) -> None:
+def save_difference_map(path: Path, whole: np.ndarray, variants: list[tuple[str, np.ndarray]], title: str) -> None:
+    """Whole-image output beside ``variant − whole`` maps; seams would show as straight lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    diff = tiled - whole
-    lim = float(np.abs(diff).max()) or 1.0
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    fig, axes = plt.subplots(1, 1 + len(variants), figsize=(5 * (1 + len(variants)), 5.2))
     axes[0].imshow(whole, cmap="gray")
     axes[0].set_title("whole-image output")
-    im = axes[1].imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    share = lim / float(np.ptp(whole) or 1.0)
-    axes[1].set_title(f"tiled − whole: max |Δ| {lim:.2g} counts = {share:.1e} of range")
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    value_range = float(np.ptp(whole) or 1.0)
+    for ax, (label, image) in zip(axes[1:], variants):
+        diff = image - whole
+        worst = float(np.abs(diff).max())
+        lim = worst or 1.0
+        im = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        detail = (f"max |Δ| {worst:.2g} counts ({worst / value_range:.1e} of range)" if worst
+                  else "bit-identical")
+        ax.set_title(f"{label} − whole\n{detail}", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, format="%.1e")
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(title)
@@ -246,10 +251,14 @@ def run(out_dir: Path, model: Path | None = None) -> dict:
     reference = enhancers["enhancer_whole"].enhance(image).astype(np.float64)
     tiled_out = enhancers[seam_key].enhance(image)
     seam_psnr = psnr(tiled_out, reference)
+    variants = [(f"tile {enhancers[seam_key].tile}, card halo {enhancers[seam_key].halo}", tiled_out)]
+    smallest = f"enhancer_tile{DEFAULT_TILE}_halo_{min(HALO_SWEEP)}"
+    if smallest in enhancers:
+        variants.append((f"tile {DEFAULT_TILE}, halo {min(HALO_SWEEP)}", enhancers[smallest].enhance(image)))
     png = out_dir / "bench_runtime_difference_map.png"
-    save_difference_map(png, tiled_out, reference,
-                        f"{main['model']['name']}: tile {enhancers[seam_key].tile}, "
-                        f"{enhancers[seam_key].plan(image.shape).count} tiles, PSNR {seam_psnr or 'identical'} dB")
+    save_difference_map(png, reference, variants,
+                        f"{main['model']['name']}: {enhancers[seam_key].plan(image.shape).count} tiles at "
+                        f"tile {enhancers[seam_key].tile}; PSNR vs whole {seam_psnr or 'identical'} dB")
 
     whole = enhancers["enhancer_whole"]
     gpu = gpu_frame_ms(path) if any(d in available_devices() for d in ("cuda", "tensorrt")) else None
