@@ -40,6 +40,7 @@ from srscope.runtime import (
     ModelCardError,
     available_devices,
     create_session,
+    default_overlap,
     read_card,
 )
 from srscope.runtime.graph_cost import conv_gflop_per_megapixel
@@ -188,8 +189,10 @@ def measure(path: Path, size: int, *, tiles: tuple[int, ...], halos: tuple[int, 
     # One session shared by every mode, so they differ only in what the Enhancer does around it.
     session, info = create_session(path, "auto")
     enhancers = {"enhancer_whole": Enhancer(session, card, info, tile=None)}
+    overlap = default_overlap(card)
+    # Tiles no larger than the image (else it is the whole-image mode) and larger than the overlap.
     enhancers.update({f"enhancer_tiled_{t}": Enhancer(session, card, info, tile=t)
-                      for t in tiles if t < size + 2 * card.halo_px})
+                      for t in tiles if overlap + card.size_multiple <= t < size + 2 * card.halo_px})
     # The card halo is the theoretical receptive field; smaller halos trade exactness for speed.
     enhancers.update({f"enhancer_tile{DEFAULT_TILE}_halo_{h}": Enhancer(session, card, info, tile=DEFAULT_TILE,
                                                                          halo=h)
