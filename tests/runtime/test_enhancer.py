@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from srscope.runtime import Enhancer, InvalidImageError, ModelCardError, read_card
+from srscope.runtime import (
+    Enhancer,
+    InvalidImageError,
+    ModelCardError,
+    default_overlap,
+    read_card,
+)
 from srscope.runtime.testing import structured_image
 
 
@@ -23,7 +29,8 @@ def reference_whole_image(model: Path, image: np.ndarray) -> np.ndarray:
     x = np.pad(x, ((h, extra_y), (h, extra_x)), mode="reflect")
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    y = session.run(None, {name: x[None, None].astype(np.float32)})[0][0, 0]
+    dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
+    y = session.run(None, {name: x[None, None].astype(dtype)})[0][0, 0].astype(np.float32)
     y = y[h * s:(h + rows) * s, h * s:(h + cols) * s]
     return y * card.denormalization.scale + card.denormalization.offset
 
@@ -108,3 +115,31 @@ def test_checksum_mismatch_is_rejected(model_x2: Path, tmp_path: Path) -> None:
     onnx.save(model, str(path))
     with pytest.raises(ModelCardError, match="checksum mismatch"):
         Enhancer.from_file(path)
+
+
+def _shipped_params() -> list:
+    """Every shipped model; only the cheapest (smallest halo) runs by default, the rest are slow."""
+    shipped = sorted((Path(__file__).resolve().parents[2] / "models").glob("*.onnx"))
+    halos = {p: read_card(p, verify=False).halo_px * read_card(p, verify=False).integer_scale for p in shipped}
+    cheapest = min(shipped, key=lambda p: (halos[p], p.name)) if shipped else None
+    return [pytest.param(p, id=p.stem, marks=() if p == cheapest else pytest.mark.slow) for p in shipped]
+
+
+SHIPPED = _shipped_params()
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped models/*.onnx yet")
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_model_tiles_match_whole_image(model: Path) -> None:
+    """Torch-exported generators (real pooling, padding subgraphs, large halo) tile exactly too."""
+    card = read_card(model)
+    # The smallest tile that fits the overlap, on an image just too big for one tile: 2×2 tiles
+    # at the least arithmetic (these halos are >100 px).
+    tile = default_overlap(card) + 2 * card.size_multiple
+    enhancer = Enhancer.from_file(model, tile=tile, batch_size=2)
+    side = tile - 2 * card.halo_px + 3 * card.size_multiple
+    image = structured_image((side, side + 5), seed=12)
+    assert enhancer.plan(image.shape).count >= 4
+    out = enhancer.enhance(image)
+    assert out.shape == (image.shape[0] * card.integer_scale, image.shape[1] * card.integer_scale)
+    assert psnr(out, reference_whole_image(model, image)) >= 50.0
