@@ -56,12 +56,12 @@ def save_preview(raw_store: Path, sr_store: Path, png: Path) -> None:
 
     raw = np.asarray(zarr.open_group(str(raw_store), mode="r")["0/0"][-1, 0]).astype(np.float32)
     sr = np.asarray(zarr.open_group(str(sr_store), mode="r")["0/0"][-1, 0, 0])
-    lo, hi = np.percentile(raw, [1, 99.7])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
     for ax, image, title in ((axes[0], raw, f"raw {raw.shape[1]}×{raw.shape[0]}"),
                              (axes[1], sr, f"live SR {sr.shape[1]}×{sr.shape[0]}")):
+        lo, hi = np.percentile(image, [1, 99.7])
         ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        ax.set_title(title)
+        ax.set_title(f"{title}  (counts {lo:.0f}–{hi:.0f})")
         ax.axis("off")
     fig.suptitle("srscope live SR: position 0, last time point, DAPI")
     fig.tight_layout()
@@ -95,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sequence = demo_sequence(args.loops)
     (args.out / "sequence.json").write_text(sequence.model_dump_json(exclude_unset=True, indent=2))
+    # Like a microscopist following the model card: camera offset and exposure chosen so the
+    # frames span the input counts the model was trained on (offset + ~scale at bright filaments).
+    exposure_ms = float(np.clip(20.0 * card.normalization.scale / 900.0, 5.0, 100.0))
     result = run_session("simulated", sequence, models, args.out / "run.ome.zarr", policy=args.policy,
-                         overwrite=True, exposure_ms=20.0, camera_roi=(128, 128, 256, 256))
+                         overwrite=True, exposure_ms=exposure_ms, camera_roi=(128, 128, 256, 256),
+                         properties={("Camera", "Offset"): card.normalization.offset})
     (args.out / "summary.json").write_text(json.dumps(result.summary.to_dict(), indent=2))
     print(result.summary.format())
     save_preview(result.raw_store, result.sr_store, args.out / "preview.png")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
                 max_queued: int = 64, batch_size: int = 4, pixel_size_um: float | None = None,
                 overwrite: bool = False, progress: bool = True,
                 camera_roi: tuple[int, int, int, int] | None = None,
-                exposure_ms: float | None = None) -> SessionResult:
+                exposure_ms: float | None = None,
+                properties: Mapping[tuple[str, str], object] | None = None) -> SessionResult:
     """Load ``config`` into a UniMMCore, run ``sequence`` with raw + SR outputs, tear down."""
     from pymmcore_plus.experimental.unicore import UniMMCore
 
@@ -100,6 +102,8 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
             core.setROI(*camera_roi)
         if exposure_ms is not None:
             core.setExposure(exposure_ms)
+        for (device, prop), value in (properties or {}).items():
+            core.setProperty(device, prop, value)
         handler = LiveSRHandler(models, out, policy=policy, max_queued=max_queued, batch_size=batch_size,
                                 pixel_size_um=pixel_size_um, overwrite=overwrite, raw_store=str(raw_path),
                                 progress=progress)

@@ -220,6 +220,13 @@ class SimulatedCamera(SimpleCameraDevice):
         self._z_next = (self._z_next + 1) % len(self._z_bank)
         return photons + np.sqrt(photons) * self._z_bank[self._z_next]
 
+    def get_offset(self) -> float:
+        """Camera offset (bias) in counts, Micro-Manager's standard ``Offset`` property."""
+        return self.offset_counts
+
+    def set_offset(self, value: float) -> None:
+        self.offset_counts = float(value)
+
     def sensor_shape(self) -> tuple[int, int]:
         return self._shape
 
