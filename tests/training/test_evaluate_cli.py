@@ -107,18 +107,21 @@ def test_registered_pairs_from_a_directory(tmp_path):
         pair = simulate_pair("widefield", "actin", seed=seed, hr_shape=(128, 128), misregister=False)
         write_image(data / f"cell{seed}_lr.ome.tif", Image(pair.lr, "yx", (0.325, 0.325)))
         write_image(data / f"cell{seed}_hr.ome.zarr", Image(pair.hr, "yx", (0.1625, 0.1625)))
-    pairs = directory_pairs(data)
+    pairs = directory_pairs(data, emission_wavelength_nm=630.0)
     assert [p.name for p in pairs] == ["cell0", "cell1", "cell2"]
+    assert pairs[0].emission_wavelength_nm == 630.0
     assert pairs[0].scale == 2 and pairs[0].hr.shape == (128, 128)
 
     model = build_test_model(tmp_path / "gan.onnx", scale=2)
     out = tmp_path / "report"
-    code = main(["evaluate", str(model), str(out), "--data", str(data), "--examples", "1", "--quiet"])
+    code = main(["evaluate", str(model), str(out), "--data", str(data), "--emission-nm", "630",
+                 "--examples", "1", "--quiet"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test_set"]["validation_pair"].startswith("cell0")  # tuned on the pair left out
     assert summary["test_set"]["images"] == ["cell1", "cell2"]
     assert summary["test_set"]["lr_pixel_size_um"] == pytest.approx(0.325)
+    assert "630 nm emission" in (out / "report.md").read_text()
 
     (data / "cell2_hr.ome.zarr").rename(data / "lonely_hr.ome.zarr")
     with pytest.raises(ValueError, match="no matching"):

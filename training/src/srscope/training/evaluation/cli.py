@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--validation-data", type=Path,
                         help="directory of pairs for the LR search (default with --data: its first pair, "
                              "which is then left out of the test set)")
+    source.add_argument("--emission-nm", type=float,
+                        help="emission wavelength of --data pairs for the deconvolution PSF "
+                             "(default: the model card's)")
     source.add_argument("--modality", help="widefield | confocal-sted | tirf-sim (default: from the model card)")
     source.add_argument("--structure", default="mitochondria",
                         help="simulated structure; pick one the model was NOT trained on (default: mitochondria)")
@@ -131,9 +134,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("-n must be at least 1")
         hr_shape = (args.hr_size, args.hr_size)
         if args.data:
-            pairs: list[EvalPair] | object = directory_pairs(args.data)
+            emission = args.emission_nm or gan.card.emission_wavelength_nm
+            pairs: list[EvalPair] | object = directory_pairs(args.data, emission_wavelength_nm=emission)
             if args.validation_data:
-                validation = directory_pairs(args.validation_data)[0]
+                validation = directory_pairs(args.validation_data, emission_wavelength_nm=emission)[0]
             else:
                 if len(pairs) < 2:
                     raise ValueError("--data needs at least 2 pairs (one is used to tune Lucy–Richardson) "

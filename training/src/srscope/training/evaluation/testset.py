@@ -102,11 +102,12 @@ def _read_plane(path: Path) -> tuple[np.ndarray, float]:
     return data.reshape(data.shape[-2:]).astype(np.float32), float(image.pixel_size_um[-1])
 
 
-def directory_pairs(directory: Path) -> list[EvalPair]:
+def directory_pairs(directory: Path, *, emission_wavelength_nm: float | None = None) -> list[EvalPair]:
     """Pairs ``<name>_lr.<ext>`` + ``<name>_hr.<ext>`` (OME-TIFF or OME-Zarr) in ``directory``.
 
     Pixel sizes come from the files' metadata, so a pair written without calibration is refused
-    rather than evaluated on a guessed grid.
+    rather than evaluated on a guessed grid. ``emission_wavelength_nm`` (the channel's, e.g. the
+    paper's 630/532/450 nm) sets the deconvolution baselines' PSF.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -122,7 +123,8 @@ def directory_pairs(directory: Path) -> list[EvalPair]:
             raise ValueError(f"{directory}: {stem} has no matching {'hr' if 'lr' in files else 'lr'} file")
         lr, lr_px = _read_plane(files["lr"])
         hr, hr_px = _read_plane(files["hr"])
-        pairs.append(EvalPair(name=stem, lr=lr, hr=hr, lr_pixel_size_um=lr_px, hr_pixel_size_um=hr_px))
+        pairs.append(EvalPair(name=stem, lr=lr, hr=hr, lr_pixel_size_um=lr_px, hr_pixel_size_um=hr_px,
+                              emission_wavelength_nm=emission_wavelength_nm))
     if not pairs:
         raise ValueError(f"{directory}: no <name>_lr / <name>_hr image pairs found")
     return pairs
