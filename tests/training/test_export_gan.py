@@ -106,3 +106,13 @@ def test_export_graph_without_scale_is_the_generator_alone():
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(ExportGraph(g, 1)(x), g(x))
+
+
+def test_in_graph_resize_equals_the_data_pipelines_lr_to_hr_resampling():
+    """Training saw LR resampled by the data package; the exported graph must do the same."""
+    from srscope.training.data.resample import resample_to_hr
+
+    x = np.random.default_rng(0).random((37, 53)).astype(np.float32)
+    with torch.no_grad():
+        in_graph = ExportGraph(torch.nn.Identity(), 2)(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(in_graph, resample_to_hr(x, 0.325, 0.1625), atol=1e-6)
