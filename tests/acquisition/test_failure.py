@@ -38,3 +38,13 @@ def test_model_failure_mid_run_keeps_raw_and_valid_sr(core, enhancer, failing, t
     assert not np.isnan(sr[:3]).any() and np.isnan(sr[3:]).all()
     assert root.attrs["srscope"]["status"] == "complete_with_errors"
     assert root.attrs["srscope"]["summary"]["errors"] == s.errors
+
+
+def test_unusable_sr_store_disables_sr_but_not_the_acquisition(core, enhancer, tmp_path):
+    sr_path = tmp_path / "sr.ome.zarr"
+    sr_path.mkdir()  # already exists, and overwrite was not asked for
+    handler = LiveSRHandler(ChannelModels.single(enhancer), sr_path, pixel_size_um=SIMULATED_PIXEL_SIZE_UM)
+    core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 3}),
+                 output=[str(tmp_path / "raw.ome.zarr"), handler])
+    assert handler.summary.status == "failed" and "already exists" in handler.summary.errors[0]
+    assert zarr.open_group(str(tmp_path / "raw.ome.zarr"), mode="r")["0"].shape[0] == 3

@@ -75,15 +75,22 @@ class LiveSRHandler:
     def sequenceStarted(self, sequence: useq.MDASequence, meta: Mapping | None = None) -> None:
         layout = sequence_layout(sequence) if isinstance(sequence, useq.MDASequence) else {
             "t": 1, "z": 1, "channels": [], "z_step_um": None, "t_interval_s": None}
-        writer = SRStoreWriter(
-            self.out, overwrite=self.overwrite, raw_store=self.raw_store,
-            channels=self.models.sr_channels(layout["channels"]),
-            size_hints={"t": layout["t"], "z": layout["z"]},
-            provenance={"models": self.models.provenance(), "hook": "pymmcore-plus MDA handler",
-                        "backpressure": self.policy.value, "max_queued": self.max_queued,
-                        "worker_batch_size": self.batch_size,
-                        "sequence": _sequence_json(sequence)},
-        )
+        self.pipeline = None
+        try:
+            writer = SRStoreWriter(
+                self.out, overwrite=self.overwrite, raw_store=self.raw_store,
+                channels=self.models.sr_channels(layout["channels"]),
+                size_hints={"t": layout["t"], "z": layout["z"]},
+                provenance={"models": self.models.provenance(), "hook": "pymmcore-plus MDA handler",
+                            "backpressure": self.policy.value, "max_queued": self.max_queued,
+                            "worker_batch_size": self.batch_size,
+                            "sequence": _sequence_json(sequence)},
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. the store exists: SR off, acquisition unaffected
+            message = f"live SR disabled for this run: cannot create {self.out}: {exc}"
+            log.error("%s", message)
+            self.summary = RunSummary(status="failed", errors=[message])
+            return
         self._positions.clear()
         self.summary = None
         self._canceled = False
