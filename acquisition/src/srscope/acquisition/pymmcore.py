@@ -105,7 +105,7 @@ class LiveSRHandler:
             return
         try:
             frame = self._frame(image, event, meta or {}, t0)
-        except Exception as exc:  # never raise into pymmcore-plus: it would drop later frames  # noqa: BLE001 - isolate the acquisition from SR failures
+        except Exception as exc:  # noqa: BLE001 - never raise into pymmcore-plus: it drops later frames
             log.error("srscope: could not read frame metadata of %s: %r", event, exc)
             return
         pipeline.submit(frame)
