@@ -51,7 +51,7 @@ def side_by_side(path: Path, panels: list[tuple[str, np.ndarray, float]]) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.6), layout="constrained")
     field_um = panels[0][1].shape[1] * panels[0][2]
     bar_um = float(10 ** np.floor(np.log10(field_um / 4)))
     for ax, (title, img, px) in zip(axes, panels):
@@ -60,7 +60,6 @@ def side_by_side(path: Path, panels: list[tuple[str, np.ndarray, float]]) -> Pat
         _scale_bar(ax, px, img.shape[1], bar_um)
         ax.set_title(f"{title}\n{img.shape[1]}×{img.shape[0]} px, {px * 1000:.1f} nm/px", fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
