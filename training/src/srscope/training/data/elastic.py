@@ -63,8 +63,8 @@ def block_shifts(reference: np.ndarray, moving: np.ndarray, block: int, *, overl
     win = _hann(block)
     a = _standardise(ref_blocks) * win
     b = _standardise(mov_blocks) * win
-    cross = np.conj(sfft.fft2(a, axes=(-2, -1), workers=-1)) * sfft.fft2(b, axes=(-2, -1), workers=-1)
-    corr = sfft.ifft2(cross, axes=(-2, -1), workers=-1).real
+    cross = np.conj(sfft.rfft2(a, axes=(-2, -1), workers=-1)) * sfft.rfft2(b, axes=(-2, -1), workers=-1)
+    corr = sfft.irfft2(cross, s=(block, block), axes=(-2, -1), workers=-1)
     corr /= _window_overlap(block)[None]
     corr = np.fft.fftshift(corr, axes=(-2, -1))
     c = block // 2
@@ -239,14 +239,22 @@ def _refine_peak(cross: np.ndarray, n: int, iy: np.ndarray, ix: np.ndarray,
     m = int(2 * half_width * upsample) + 1
     offsets = (np.arange(m) - (m - 1) / 2.0) / upsample
     freqs = sfft.fftfreq(n)
+    rfreqs = sfft.rfftfreq(n)
+    # ``cross`` is the rfft half spectrum: a real signal's inverse DFT counts every column but
+    # the first (and the Nyquist one, for even n) twice.
+    twice = np.full(len(rfreqs), 2.0, dtype=np.float32)
+    twice[0] = 1.0
+    if n % 2 == 0:
+        twice[-1] = 1.0
     power_1d = (np.abs(sfft.fft(np.hanning(n + 2)[1:-1])) ** 2).astype(np.complex64)  # the Hann is separable
     ys = iy[:, None] + offsets[None, :]                       # (k, m)
     xs = ix[:, None] + offsets[None, :]
     ky = np.exp(2j * np.pi * ys[:, :, None] * freqs[None, None, :]).astype(np.complex64)   # (k, m, n)
-    kx = np.exp(2j * np.pi * freqs[None, :, None] * xs[:, None, :]).astype(np.complex64)   # (k, n, m)
-    fine = np.real(ky @ cross.astype(np.complex64) @ kx) / (n * n)
+    kx = np.exp(2j * np.pi * rfreqs[None, :, None] * xs[:, None, :]).astype(np.complex64)  # (k, n//2+1, m)
+    fine = np.real(ky @ (cross * twice[None, None, :]).astype(np.complex64) @ kx) / (n * n)
+    kx_full = np.exp(2j * np.pi * freqs[None, :, None] * xs[:, None, :]).astype(np.complex64)
     overlap_y = np.real(ky @ power_1d) / n                                   # (k, m)
-    overlap_x = np.real(power_1d @ kx) / n                                   # (k, m)
+    overlap_x = np.real(power_1d @ kx_full) / n                              # (k, m)
     fine /= np.maximum(overlap_y[:, :, None] * overlap_x[:, None, :], 1e-6)
     k = np.arange(len(iy))
     flat = fine.reshape(len(iy), -1)
