@@ -105,3 +105,28 @@ def test_refuses_to_overwrite(prepared, tmp_path):
     with pytest.raises(ValueError, match="not a finished srscope dataset"):
         zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
         dataset_attrs(tmp_path / "empty.zarr")
+
+
+@pytest.mark.parametrize("fmt", ["tif", "zarr"])
+def test_cli_simulate_then_prepare_reads_files_like_real_data(tmp_path, fmt, capsys):
+    """``srtrain simulate OUT`` then ``srtrain prepare OUT/lr OUT/hr DS.zarr``: pixel sizes and
+    modality come from the image files (read back by srscope.runtime.io), not from memory."""
+    from srscope.runtime.io import read_image
+    from srscope.training.cli import main
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", str(sim), "--modality", "tirf-sim", "--structure", "ccps", "-n", "3",
+                 "--size", "96", "--format", fmt]) == 0
+    lr_file = next((sim / "lr").iterdir())
+    assert read_image(lr_file).pixel_size_um == pytest.approx((0.065, 0.065))
+    truth = json.loads((sim / "truth" / "fov0000.json").read_text())
+    assert truth["transform"]["shape"] == [96, 96]
+    ds = tmp_path / "ds.zarr"
+    assert main(["prepare", str(sim / "lr"), str(sim / "hr"), str(ds), "--patch-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "fov0002" in out and "normalization" in out
+    attrs = dataset_attrs(ds)
+    assert attrs["input_pixel_size_um"] == pytest.approx(0.065)
+    assert attrs["input_modality"] == "TIRF 100x/1.49NA"
+    # a second run refuses to clobber the dataset
+    assert main(["prepare", str(sim / "lr"), str(sim / "hr"), str(ds)]) == 2
