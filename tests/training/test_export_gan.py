@@ -59,7 +59,8 @@ def test_export_meets_the_graph_contract_and_matches_pytorch(run_dir, exported):
 def test_halo_covers_everything_that_influences_an_output_pixel(exported):
     out = exported.path
     card = read_card(out)
-    h = card.halo_px
+    h = card.receptive_field_px
+    assert h is not None and card.halo_px <= h
     n = 2 * h + 3 * card.size_multiple
     n -= n % card.size_multiple
     rng = np.random.default_rng(0)
@@ -74,6 +75,14 @@ def test_halo_covers_everything_that_influences_an_output_pixel(exported):
     y1, y2 = sess.run(None, {name: x})[0], sess.run(None, {name: x2})[0]
     s = card.integer_scale
     assert np.array_equal(y1[..., c * s, c * s], y2[..., c * s, c * s])
+
+
+def test_card_halo_is_calibrated_so_tiles_match_the_whole_image(exported):
+    """The card's (smaller) halo is the one whose tiled output reproduces whole-image output."""
+    card = read_card(exported.path)
+    calibration = card.provenance["halo_calibration"]
+    assert calibration["receptive_field_px"] == card.receptive_field_px
+    assert calibration["psnr_db_by_halo"][str(card.halo_px)] >= calibration["target_psnr_db"]
 
 
 def test_fp16_variant_runs_in_half_precision(run_dir, exported, tmp_path):

@@ -58,9 +58,12 @@ class AffineIntensity:
 class ModelCard:
     """Describes one exported generator. Pixel sizes are in micrometres, wavelengths in nm.
 
-    ``halo_px`` is the receptive-field radius in *input* pixels: tiles overlap by at least this
-    much so tiled output equals whole-image output. ``size_multiple`` is the input size (in input
-    pixels) the graph needs, e.g. 8 for a 4-level U-Net behind an in-graph ×2 resampling.
+    ``halo_px`` is the context, in *input* pixels, each tile needs so that tiled output matches
+    whole-image output (calibrated at export by :func:`srscope.runtime.halo.calibrate_halo`).
+    ``receptive_field_px`` is the graph's theoretical receptive-field radius, an upper bound that
+    a trained generator's influence never reaches; tiling with it is exact but several times
+    slower. ``size_multiple`` is the input size (in input pixels) the graph needs, e.g. 8 for a
+    4-level U-Net behind an in-graph ×2 resampling.
     """
 
     name: str
@@ -78,6 +81,7 @@ class ModelCard:
     precision: str = "fp32"
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    receptive_field_px: int | None = None
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -85,6 +89,8 @@ class ModelCard:
             raise ModelCardError("pixel sizes must be positive")
         if self.halo_px < 0 or self.size_multiple < 1:
             raise ModelCardError("halo_px must be >= 0 and size_multiple >= 1")
+        if self.receptive_field_px is not None and self.receptive_field_px < self.halo_px:
+            raise ModelCardError("receptive_field_px must be >= halo_px")
         if self.precision not in ("fp32", "fp16"):
             raise ModelCardError(f"precision must be fp32 or fp16, not {self.precision!r}")
 

@@ -39,11 +39,12 @@ class Enhancer:
     ``tile`` is the largest input tile edge in pixels (``None``: the whole image in one pass);
     ``overlap`` is how much neighbouring tiles share, by default :func:`default_overlap`.
 
-    ``halo`` overrides ``card.halo_px`` (border padding and discarded tile margins). The card's
-    halo is the *theoretical* receptive field, exact but costly: ~70 input pixels for the paper's
-    4-level U-Net, which more than doubles the pixels computed on a 512² image. A trained
-    generator's influence fades long before that, so a smaller halo plus the blend ramp is often
-    indistinguishable; ``bench/bench_runtime.py`` reports the speed/PSNR trade-off.
+    ``halo`` overrides ``card.halo_px`` (border padding and discarded tile margins). Exported
+    models carry a *calibrated* halo (:mod:`srscope.runtime.halo`: the smallest context at which
+    tiled output matches whole-image output to 60 dB), well below the theoretical receptive field
+    (``card.receptive_field_px``, ~60–130 input pixels for the paper's 4-level U-Net), which would
+    more than double the pixels computed on a 512² image; ``bench/bench_runtime.py`` reports the
+    speed/PSNR trade-off.
     """
 
     def __init__(self, session: ort.InferenceSession, card: ModelCard, info: SessionInfo, *,
