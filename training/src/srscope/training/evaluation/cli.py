@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "pair (default 512), which bounds its cost")
     parser.add_argument("--no-lr-search", action="store_true",
                         help=f"skip the search; use the paper's {PAPER_LR_ITERATIONS} iterations / "
-                             f"{PAPER_LR_DAMPING:.1%} damping")
+                             f"{PAPER_LR_DAMPING * 100:.1f}%% damping")
     parser.add_argument("--fwhm", choices=("auto", "on", "off"), default="auto",
                         help="PSF-FWHM spot analysis (auto: for beads/ccps)")
     parser.add_argument("--examples", type=int, default=3, help="test images shown in the figures (default 3)")
