@@ -1,10 +1,14 @@
 """Halo calibration on a real ONNX graph: the chosen halo reproduces whole-image output."""
 
 import numpy as np
-
 from srscope.runtime import read_card
 from srscope.runtime.enhancer import Enhancer
-from srscope.runtime.halo import calibrate_halo, calibration_images, psnr_db, write_calibrated_card
+from srscope.runtime.halo import (
+    calibrate_halo,
+    calibration_images,
+    psnr_db,
+    write_calibrated_card,
+)
 from srscope.runtime.testing import build_test_model, test_model_halo
 
 

@@ -1,7 +1,6 @@
 """Every ``srtrain`` sub-command builds its parser and prints help (argparse formats help lazily)."""
 
 import pytest
-
 from srscope.training.cli import COMMANDS, main
 
 

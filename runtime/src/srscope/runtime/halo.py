@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 from scipy import ndimage
-
 from srscope.runtime.card import ModelCard, embed_card, read_card
 from srscope.runtime.enhancer import Enhancer, default_overlap
 from srscope.runtime.testing import structured_image

@@ -1,8 +1,9 @@
-"""Write arrays in the prepared-dataset format that :mod:`.patches` reads.
+"""Write whole in-memory splits in the prepared-dataset format (:mod:`srscope.training.data.dataset`).
 
-``srtrain prepare`` (the data package) is the normal producer. This writer exists so the GAN
-package can build small datasets straight from simulated pairs (tests, the shipped CPU models)
-in exactly the same format, without depending on the registration pipeline.
+``srtrain prepare`` (the data package) is the normal producer and streams patches field by field
+through :class:`~srscope.training.data.dataset.DatasetWriter`. This adapter feeds the same writer
+from ready-made arrays, so the GAN package can build small datasets straight from simulated pairs
+(tests, the shipped CPU models) without the registration pipeline, in exactly the same format.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
-
-from .patches import ATTRS_KEY, SPLITS
+from srscope.training.data.dataset import SPLITS, DatasetWriter
 
 
 def write_dataset(path: str | Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], attrs: dict[str, Any],
@@ -23,17 +22,16 @@ def write_dataset(path: str | Path, splits: dict[str, tuple[np.ndarray, np.ndarr
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         raise ValueError(f"dataset needs splits {SPLITS}; missing {missing}")
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    shapes = {lr.shape[1:] for lr, _ in splits.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"all splits must hold (N, P, P) patches of one size, got {sorted(shapes)}")
+    writer = DatasetWriter(path, next(iter(shapes))[0], overwrite=True)
     for name, (lr, hr) in splits.items():
-        lr = np.ascontiguousarray(lr, dtype=np.float32)
-        hr = np.ascontiguousarray(hr, dtype=np.float32)
         if lr.shape != hr.shape or lr.ndim != 3:
             raise ValueError(f"split {name}: lr {lr.shape} and hr {hr.shape} must be matching (N,P,P)")
-        sub = group.require_group(name)
-        chunks = (min(len(lr), 16), *lr.shape[1:])
-        sub.create_array("lr", shape=lr.shape, dtype="float32", chunks=chunks)[...] = lr
-        sub.create_array("hr", shape=hr.shape, dtype="float32", chunks=chunks)[...] = hr
         ids = np.asarray(fov[name] if fov and name in fov else np.zeros(len(lr)), dtype=np.int32)
-        sub.create_array("fov", shape=ids.shape, dtype="int32")[...] = ids
-    group.attrs[ATTRS_KEY] = attrs
+        for field_of_view in np.unique(ids):
+            mask = ids == field_of_view
+            writer.append(name, lr[mask], hr[mask], int(field_of_view))
+    writer.finish(attrs)
     return path

@@ -32,8 +32,8 @@ from srscope.runtime.card import (
     embed_card,
     weights_checksum,
 )
-from torch import nn
 from srscope.runtime.halo import calibrate_halo, write_calibrated_card
+from torch import nn
 
 from .checkpoint import load_checkpoint
 from .networks import Generator, GeneratorConfig, receptive_field_radius

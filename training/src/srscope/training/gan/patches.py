@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-
-ATTRS_KEY = "srscope_dataset"
-SPLITS = ("train", "val", "test")
+from srscope.training.data.dataset import ATTRS_KEY, SPLITS
 
 
 class DatasetFormatError(ValueError):
