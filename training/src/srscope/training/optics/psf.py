@@ -7,8 +7,40 @@ pairs so that simulated LR/HR images and the baselines share one optical descrip
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.special import j0, j1
+
+
+def _pixel_integrated_radial_psf(
+    size: int,
+    pixel_size_um: float,
+    oversample: int,
+    pupil_samples: int,
+    amplitude: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Σ over each camera pixel of |∫₀¹ amplitude(r, ρ) ρ dρ|², on an ``oversample``× finer grid.
+
+    The pupil integral is radially symmetric, so it is evaluated on a 1D grid of radii and
+    interpolated onto the 2D grid: O(radii × pupil) instead of O(pixels × pupil). Unnormalised.
+    """
+    if size % 2 != 1 or size < 3:
+        raise ValueError(f"PSF size must be odd and >= 3, got {size}")
+    if oversample % 2 != 1:
+        raise ValueError("oversample must be odd so the PSF stays centred")
+    fine = size * oversample
+    step = pixel_size_um / oversample
+    coords = (np.arange(fine) - (fine - 1) / 2.0) * step
+    r = np.hypot(coords[:, None], coords[None, :])
+    r_grid = np.linspace(0.0, r.max() + step, 4 * fine)
+    rho, weights = np.polynomial.legendre.leggauss(pupil_samples)
+    rho = 0.5 * (rho + 1.0)
+    weights = 0.5 * weights
+    integrand = amplitude(r_grid[:, None], rho[None, :]) * (rho * weights)[None, :]
+    profile = np.abs(integrand.sum(axis=1)) ** 2
+    psf_fine = np.interp(r.ravel(), r_grid, profile).reshape(fine, fine)
+    return psf_fine.reshape(size, oversample, size, oversample).sum(axis=(1, 3))
 
 
 def born_wolf_psf(
@@ -28,28 +60,14 @@ def born_wolf_psf(
     because at 325 nm pixels the Airy core is only ~2 pixels wide and point sampling would
     misstate its width.
     """
-    if size % 2 != 1 or size < 3:
-        raise ValueError(f"PSF size must be odd and >= 3, got {size}")
     if not (0 < na <= n_immersion):
         raise ValueError(f"NA {na} must be in (0, n_immersion={n_immersion}]")
-    if oversample % 2 != 1:
-        raise ValueError("oversample must be odd so the PSF stays centred")
     k = 2.0 * np.pi / wavelength_um
-    fine = size * oversample
-    step = pixel_size_um / oversample
-    coords = (np.arange(fine) - (fine - 1) / 2.0) * step
-    r = np.hypot(coords[:, None], coords[None, :])
-    # Radial profile on a 1D grid of radii, then interpolated onto the 2D grid: the integral is
-    # radially symmetric, so this costs O(radii × pupil) instead of O(pixels × pupil).
-    r_grid = np.linspace(0.0, r.max() + step, 4 * fine)
-    rho, weights = np.polynomial.legendre.leggauss(pupil_samples)
-    rho = 0.5 * (rho + 1.0)
-    weights = 0.5 * weights
-    phase = np.exp(-0.5j * k * defocus_um * na**2 * rho**2 / n_immersion)
-    integrand = j0(k * na * r_grid[:, None] * rho[None, :]) * (phase * rho * weights)[None, :]
-    profile = np.abs(integrand.sum(axis=1)) ** 2
-    psf_fine = np.interp(r.ravel(), r_grid, profile).reshape(fine, fine)
-    psf = psf_fine.reshape(size, oversample, size, oversample).sum(axis=(1, 3))
+
+    def amplitude(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
+        return j0(k * na * r * rho) * np.exp(-0.5j * k * defocus_um * na**2 * rho**2 / n_immersion)
+
+    psf = _pixel_integrated_radial_psf(size, pixel_size_um, oversample, pupil_samples, amplitude)
     return (psf / psf.sum()).astype(np.float64)
 
 
@@ -74,21 +92,7 @@ def vortex_donut_psf(
     Returned with peak 1 (not sum 1) because depletion depends on the local intensity relative
     to the saturation intensity, not on the total power.
     """
-    if size % 2 != 1 or size < 3:
-        raise ValueError(f"PSF size must be odd and >= 3, got {size}")
-    if oversample % 2 != 1:
-        raise ValueError("oversample must be odd so the PSF stays centred")
     k = 2.0 * np.pi / wavelength_um
-    fine = size * oversample
-    step = pixel_size_um / oversample
-    coords = (np.arange(fine) - (fine - 1) / 2.0) * step
-    r = np.hypot(coords[:, None], coords[None, :])
-    r_grid = np.linspace(0.0, r.max() + step, 4 * fine)
-    rho, weights = np.polynomial.legendre.leggauss(pupil_samples)
-    rho = 0.5 * (rho + 1.0)
-    weights = 0.5 * weights
-    integrand = j1(k * na * r_grid[:, None] * rho[None, :]) * (rho * weights)[None, :]
-    profile = np.abs(integrand.sum(axis=1)) ** 2
-    psf_fine = np.interp(r.ravel(), r_grid, profile).reshape(fine, fine)
-    donut = psf_fine.reshape(size, oversample, size, oversample).mean(axis=(1, 3))
+    donut = _pixel_integrated_radial_psf(size, pixel_size_um, oversample, pupil_samples,
+                                         lambda r, rho: j1(k * na * r * rho))
     return donut / donut.max()
