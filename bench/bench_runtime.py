@@ -44,6 +44,7 @@ from srscope.runtime import (
     read_card,
 )
 from srscope.runtime.graph_cost import conv_gflop_per_megapixel
+from srscope.runtime.halo import psnr_db
 from srscope.runtime.providers import usable_cores
 from srscope.runtime.testing import build_test_model, build_unet_model, structured_image
 
@@ -146,9 +147,8 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float | None:
 
     ``None`` (JSON null) means bit-identical; strict JSON has no Infinity.
     """
-    mse = float(np.mean((image.astype(np.float64) - reference) ** 2))
-    value_range = float(reference.max() - reference.min())
-    return None if mse == 0 else round(10 * np.log10(value_range ** 2 / mse), 1)
+    value = psnr_db(reference, image)
+    return None if value == float("inf") else round(value, 1)
 
 
 def save_difference_map(path: Path, whole: np.ndarray, variants: list[tuple[str, np.ndarray]], title: str) -> None:

@@ -2,9 +2,9 @@
 
 Used for the shipped CPU-trained models: pairs are simulated *without* misregistration
 (``simulate_pair(..., misregister=False)``), so the LR needs no registration, only resampling to
-the HR grid. The resampling is bilinear with half-pixel centres (``align_corners=False``), the
-same operation the exported ONNX graph performs in front of the generator, and consistent with the
-simulator's convention that LR pixel ``i`` is centred on HR coordinate ``i·s + (s − 1)/2``.
+the HR grid. The resampling is the data package's :func:`resample_to_hr` (the one ``srtrain
+prepare`` uses), bilinear with LR pixel ``i`` centred on HR coordinate ``i·s + (s − 1)/2``; the
+exported ONNX graph's in-graph resize is tested to equal it.
 
 Intensities are normalised globally and affinely (offset = the simulated camera offset plus mean
 background; scale = the bright end of the training stack above it), never per image, so outputs
@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from srscope.training.data.resample import resample_to_hr
 from tqdm import tqdm
 
 from .dataset_writer import write_dataset
@@ -30,11 +29,8 @@ SPLIT_SEED_BASE = {"train": 0, "val": 100_000, "test": 200_000}
 
 
 def upsample_to_hr_grid(lr: np.ndarray, scale: int) -> np.ndarray:
-    """Bilinear ×scale, half-pixel centres: identical to the in-graph resize of the ONNX export."""
-    if scale == 1:
-        return np.asarray(lr, np.float32)
-    t = torch.from_numpy(np.asarray(lr, np.float32))[None, None]
-    return F.interpolate(t, scale_factor=float(scale), mode="bilinear", align_corners=False)[0, 0].numpy()
+    """Bilinear ×scale onto the HR grid (pixel sizes only matter through their ratio)."""
+    return resample_to_hr(lr, float(scale), 1.0)
 
 
 def _tiles(img: np.ndarray, patch: int) -> list[np.ndarray]:
