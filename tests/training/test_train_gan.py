@@ -75,6 +75,26 @@ def test_transfer_learning_starts_from_the_parent_weights(toy, tmp_path):
         Trainer(_cfg(toy, tmp_path / "c2", iterations=10, width=8, init_from=str(tmp_path / "parent")))
 
 
+def test_transfer_learning_calibrates_the_regularisers_on_the_starting_generator(toy, tmp_path):
+    """λ, ν keep each regulariser at its share of L(G;D) where the child starts, not where the
+    input is: calibrated on the input, a trained parent's much smaller MSE would shrink the MSE
+    term far below the paper's 1–10 %."""
+    torch.set_num_threads(1)
+    train(_cfg(toy, tmp_path / "parent", iterations=60, lr_g=1e-3))
+    parent = Trainer(_cfg(toy, tmp_path / "parent", iterations=60))  # resumes the finished run
+    child = Trainer(_cfg(toy, tmp_path / "child", iterations=10, init_from=str(tmp_path / "parent")))
+    assert parent.weights.reference == "input" and child.weights.reference == "initial generator"
+    lr, hr = child.sampler.batch(-1, 64)
+    with torch.no_grad():
+        starting_mse = float(torch.nn.functional.mse_loss(child.G.eval()(lr), hr))
+    input_mse = float(torch.nn.functional.mse_loss(lr, hr))
+    assert abs(starting_mse - input_mse) > 0.1 * input_mse  # so the next line tells the two apart
+    assert child.weights.reference_mse == pytest.approx(starting_mse, rel=1e-4)
+    assert parent.weights.reference_mse == pytest.approx(input_mse, rel=1e-4)
+    assert child.weights.lam * child.weights.reference_mse == pytest.approx(
+        parent.weights.lam * parent.weights.reference_mse, rel=1e-6)
+
+
 def test_cnn_only_ablation_has_no_discriminator(toy, tmp_path):
     torch.set_num_threads(1)
     train(_cfg(toy, tmp_path / "cnn", iterations=10, adversarial=False))

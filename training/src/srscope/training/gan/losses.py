@@ -50,35 +50,42 @@ class LossWeights:
     share: float | None = None
     reference_mse: float | None = None
     reference_ssim_term: float | None = None
+    #: what the reference MSE/SSIM were measured on: "input" or "initial generator"
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
 def auto_weights(
-    lr_on_hr_grid: torch.Tensor,
+    prediction: torch.Tensor,
     hr: torch.Tensor,
     *,
     share: float = 0.05,
     use_ssim: bool = True,
     data_range: float = 1.0,
+    reference: str = "input",
 ) -> LossWeights:
     """Choose λ, ν so each regulariser is ``share`` of L(G;D) at the reference operating point.
 
-    ``lr_on_hr_grid`` and ``hr`` are a representative batch of training pairs (normalised).
+    ``prediction`` and ``hr`` are a representative batch (normalised). For a fresh generator the
+    prediction is the input itself on the HR grid (``reference="input"``). For transfer learning
+    it is the starting generator's output (``reference="initial generator"``): a trained model's
+    MSE is many times below the input's, so weights calibrated on the input would leave the MSE
+    term far under the paper's ~1–10 % of L(G;D).
     """
     n_terms = 2 if use_ssim else 1
     if not 0.0 < share < 1.0 / (n_terms + 1):
         raise ValueError(f"share must be in (0, {1.0 / (n_terms + 1):.3f}) for {n_terms} regularisers, got {share}")
     with torch.no_grad():
-        m0 = float(F.mse_loss(lr_on_hr_grid, hr))
-        s0 = float(ssim_term(lr_on_hr_grid, hr, data_range))
+        m0 = float(F.mse_loss(prediction, hr))
+        s0 = float(ssim_term(prediction, hr, data_range))
     if m0 <= 0:
-        raise ValueError("input and target are identical; λ cannot be calibrated from them")
+        raise ValueError(f"{reference} and target are identical; λ cannot be calibrated from them")
     total = ADVERSARIAL_AT_EQUILIBRIUM / (1.0 - n_terms * share)
     lam = share * total / m0
     nu = share * total / s0 if use_ssim and s0 > 0 else 0.0
-    return LossWeights(lam=lam, nu=nu, share=share, reference_mse=m0, reference_ssim_term=s0)
+    return LossWeights(lam=lam, nu=nu, share=share, reference_mse=m0, reference_ssim_term=s0, reference=reference)
 
 
 @dataclass

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ablation: no discriminator, G trained on the MSE+SSIM terms only")
     parser.add_argument("--no-ssim", action="store_true", help="ν = 0 (the paper's confocal→STED setting)")
     parser.add_argument("--reg-share", type=float, default=0.05,
-                        help="share of L(G;D) given to each regulariser when λ, ν are set automatically "
+                        help="share of L(G;D) given to each regulariser when λ, ν are set automatically, "
+                             "measured on the input (with --init-from: on the starting generator's output) "
                              "(paper: ~0.01–0.1; default 0.05)")
     parser.add_argument("--lam", type=float, default=None, help="fix λ instead of setting it automatically")
     parser.add_argument("--nu", type=float, default=None, help="fix ν instead of setting it automatically")

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +180,18 @@ class Trainer:
         if cfg.lam is not None:
             return LossWeights(lam=cfg.lam, nu=(cfg.nu or 0.0) if cfg.use_ssim else 0.0)
         lr, hr = self.sampler.batch(-1, 64)
-        w = auto_weights(lr, hr, share=cfg.reg_share, use_ssim=cfg.use_ssim, data_range=cfg.data_range)
+        prediction, reference = lr, "input"
+        if self.parent is not None:  # transfer learning: calibrate on where the generator starts
+            was_training = self.G.training
+            self.G.eval()
+            with torch.no_grad():
+                prediction = torch.cat([self.G(chunk.to(self.device)).cpu() for chunk in lr.split(16)])
+            self.G.train(was_training)
+            reference = "initial generator"
+        w = auto_weights(prediction, hr, share=cfg.reg_share, use_ssim=cfg.use_ssim, data_range=cfg.data_range,
+                         reference=reference)
         if cfg.nu is not None:
-            w = LossWeights(lam=w.lam, nu=cfg.nu, share=w.share, reference_mse=w.reference_mse,
-                            reference_ssim_term=w.reference_ssim_term)
+            w = replace(w, nu=cfg.nu)
         return w
 
     def _init_from(self, path: str) -> None:
