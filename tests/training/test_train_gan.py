@@ -9,7 +9,7 @@ import torch
 from srscope.training.cli import main as srtrain
 from srscope.training.gan.checkpoint import load_checkpoint
 from srscope.training.gan.toydata import write_toy_dataset
-from srscope.training.gan.trainer import TrainConfig, Trainer, train
+from srscope.training.gan.trainer import LR_FLOOR, TrainConfig, Trainer, learning_rate_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,31 @@ def test_transfer_learning_calibrates_the_regularisers_on_the_starting_generator
     assert parent.weights.reference_mse == pytest.approx(input_mse, rel=1e-4)
     assert child.weights.lam * child.weights.reference_mse == pytest.approx(
         parent.weights.lam * parent.weights.reference_mse, rel=1e-6)
+
+
+def test_cosine_decay_runs_from_the_starting_rates_to_the_floor_and_survives_a_resume(toy, tmp_path):
+    factors = [learning_rate_factor(i, 100, "cosine") for i in range(1, 101)]
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(LR_FLOOR)
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert learning_rate_factor(37, 100, "none") == 1.0
+    with pytest.raises(ValueError, match="lr_decay"):
+        _cfg(toy, tmp_path / "bad", lr_decay="step")
+
+    torch.set_num_threads(1)
+    cfg = {"iterations": 20, "lr_decay": "cosine", "lr_g": 1e-3, "lr_d": 1e-4}
+    straight = Trainer(_cfg(toy, tmp_path / "a", **cfg))
+    straight.run()
+    assert straight.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * LR_FLOOR)
+    assert straight.opt_d.param_groups[0]["lr"] == pytest.approx(1e-4 * LR_FLOOR)
+    first = Trainer(_cfg(toy, tmp_path / "b", **cfg))
+    for _ in range(10):
+        first.step()
+    first._validate_and_checkpoint()
+    del first
+    resumed = Trainer(_cfg(toy, tmp_path / "b", **cfg))
+    resumed.run()
+    for k, v in straight.G.state_dict().items():
+        assert torch.equal(v, resumed.G.state_dict()[k]), k
 
 
 def test_cnn_only_ablation_has_no_discriminator(toy, tmp_path):

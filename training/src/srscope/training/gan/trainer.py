@@ -39,6 +39,27 @@ LOG_FIELDS = [
 ]
 
 
+LR_SCHEDULES = ("none", "cosine")
+#: the cosine schedule ends at this fraction of the starting learning rates
+LR_FLOOR = 0.01
+
+
+def learning_rate_factor(iteration: int, total: int, schedule: str) -> float:
+    """Multiplier on the starting learning rates at ``iteration`` (1-based) of ``total``.
+
+    The paper states only *starting* rates (Adam, 1e-4 for G, 1e-5 for D). Decaying them lets a
+    short run settle: at a constant rate the adversarial gradient keeps the generator moving, so
+    the validation scores of successive checkpoints scatter. A pure function of the iteration,
+    so a resumed run follows exactly the schedule of an uninterrupted one.
+    """
+    if schedule == "none":
+        return 1.0
+    if schedule == "cosine":
+        progress = min(max(iteration - 1, 0) / max(total - 1, 1), 1.0)
+        return LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run; stored in every checkpoint and in the model card."""
@@ -52,6 +73,8 @@ class TrainConfig:
     d_width: int | None = None
     lr_g: float = 1e-4
     lr_d: float = 1e-5
+    #: "none" keeps the starting rates; "cosine" decays both to LR_FLOOR of them by the last iteration
+    lr_decay: str = "none"
     adversarial: bool = True
     use_ssim: bool = True
     reg_share: float = 0.05
@@ -73,6 +96,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.select_on not in ("total", "content"):
             raise ValueError(f"select_on must be 'total' or 'content', not {self.select_on!r}")
+        if self.lr_decay not in LR_SCHEDULES:
+            raise ValueError(f"lr_decay must be one of {LR_SCHEDULES}, not {self.lr_decay!r}")
         if self.iterations < 1 or self.batch_size < 1 or self.val_every < 1:
             raise ValueError("iterations, batch_size and val_every must be >= 1")
         if self.patch_size % 16:
@@ -271,6 +296,13 @@ class Trainer:
         self.iteration += 1
         lr, hr = self.sampler.batch(self.iteration, cfg.batch_size, self.dist.rank)
         lr, hr = lr.to(self.device), hr.to(self.device)
+
+        factor = learning_rate_factor(self.iteration, cfg.iterations, cfg.lr_decay)
+        for group in self.opt_g.param_groups:
+            group["lr"] = cfg.lr_g * factor
+        if self.opt_d is not None:
+            for group in self.opt_d.param_groups:
+                group["lr"] = cfg.lr_d * factor
 
         fake = self.G_train(lr)
         if self.D is not None:
