@@ -9,7 +9,13 @@ import torch
 from srscope.training.cli import main as srtrain
 from srscope.training.gan.checkpoint import load_checkpoint
 from srscope.training.gan.toydata import write_toy_dataset
-from srscope.training.gan.trainer import LR_FLOOR, TrainConfig, Trainer, learning_rate_factor, train
+from srscope.training.gan.trainer import (
+    LR_FLOOR,
+    TrainConfig,
+    Trainer,
+    learning_rate_factor,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
