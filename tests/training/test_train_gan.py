@@ -2,6 +2,7 @@
 learning starts from the parent's weights, and the CLI writes the log and curves."""
 
 import csv
+import itertools
 import math
 
 import pytest
@@ -104,7 +105,7 @@ def test_transfer_learning_calibrates_the_regularisers_on_the_starting_generator
 def test_cosine_decay_runs_from_the_starting_rates_to_the_floor_and_survives_a_resume(toy, tmp_path):
     factors = [learning_rate_factor(i, 100, "cosine") for i in range(1, 101)]
     assert factors[0] == 1.0 and factors[-1] == pytest.approx(LR_FLOOR)
-    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors))
     assert learning_rate_factor(37, 100, "none") == 1.0
     with pytest.raises(ValueError, match="lr_decay"):
         _cfg(toy, tmp_path / "bad", lr_decay="step")
