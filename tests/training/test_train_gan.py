@@ -127,6 +127,36 @@ def test_cosine_decay_runs_from_the_starting_rates_to_the_floor_and_survives_a_r
         assert torch.equal(v, resumed.G.state_dict()[k]), k
 
 
+def test_weight_average_is_what_gets_validated_and_shipped_and_resumes_exactly(toy, tmp_path):
+    torch.set_num_threads(1)
+    cfg = {"iterations": 20, "ema_decay": 0.9}
+    start = Trainer(_cfg(toy, tmp_path / "one", iterations=1, ema_decay=0.9))
+    w0 = {k: v.clone() for k, v in start.G.state_dict().items()}
+    start.step()
+    for k, v in start.G_ema.state_dict().items():  # one step: 0.9·w0 + 0.1·w1
+        assert torch.allclose(v, 0.9 * w0[k] + 0.1 * start.G.state_dict()[k], atol=1e-6), k
+
+    straight = Trainer(_cfg(toy, tmp_path / "a", **cfg))
+    straight.run()
+    best, last = load_checkpoint(tmp_path / "a" / "best.pt"), load_checkpoint(tmp_path / "a" / "last.pt")
+    for k, v in straight.G_ema.state_dict().items():
+        assert torch.equal(last["generator"][k], v), k
+        assert torch.equal(last["generator_train"][k], straight.G.state_dict()[k]), k
+    assert any(not torch.equal(last["generator"][k], last["generator_train"][k]) for k in last["generator"])
+    assert "generator_train" not in best  # best.pt carries only the weights export ships
+
+    first = Trainer(_cfg(toy, tmp_path / "b", **cfg))
+    for _ in range(10):
+        first.step()
+    first._validate_and_checkpoint()
+    del first
+    resumed = Trainer(_cfg(toy, tmp_path / "b", **cfg))
+    resumed.run()
+    for k, v in straight.G_ema.state_dict().items():
+        assert torch.equal(v, resumed.G_ema.state_dict()[k]), k
+        assert torch.equal(straight.G.state_dict()[k], resumed.G.state_dict()[k]), k
+
+
 def test_cnn_only_ablation_has_no_discriminator(toy, tmp_path):
     torch.set_num_threads(1)
     train(_cfg(toy, tmp_path / "cnn", iterations=10, adversarial=False))

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
                         help="learning-rate schedule: the paper gives only the starting rates (none: keep "
                              "them); cosine decays both to 1%% of them by the last iteration")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="keep an exponential moving average of G's weights (e.g. 0.999) and validate, "
+                             "select and export it instead of the raw weights (default 0: off)")
     parser.add_argument("--cnn-only", action="store_true",
                         help="ablation: no discriminator, G trained on the MSE+SSIM terms only")
     parser.add_argument("--no-ssim", action="store_true", help="ν = 0 (the paper's confocal→STED setting)")
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig(
             dataset=args.dataset, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
             patch_size=args.patch_size, width=args.width, d_width=args.d_width, lr_g=args.lr_g, lr_d=args.lr_d,
-            lr_decay=args.lr_decay,
+            lr_decay=args.lr_decay, ema_decay=args.ema,
             adversarial=not args.cnn_only, use_ssim=not args.no_ssim, reg_share=args.reg_share, lam=args.lam,
             nu=args.nu, val_every=args.val_every, val_patches=args.val_patches, select_on=args.select_on,
             init_from=args.init_from, seed=args.seed, device=args.device, resume=not args.fresh,

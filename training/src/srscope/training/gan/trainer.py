@@ -12,6 +12,7 @@ selected generator, what ``srtrain export`` reads), ``log.csv`` (train and valid
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -75,6 +76,8 @@ class TrainConfig:
     lr_d: float = 1e-5
     #: "none" keeps the starting rates; "cosine" decays both to LR_FLOOR of them by the last iteration
     lr_decay: str = "none"
+    #: > 0: keep an exponential moving average of G's weights with this decay; validate and ship it
+    ema_decay: float = 0.0
     adversarial: bool = True
     use_ssim: bool = True
     reg_share: float = 0.05
@@ -96,6 +99,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.select_on not in ("total", "content"):
             raise ValueError(f"select_on must be 'total' or 'content', not {self.select_on!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         if self.lr_decay not in LR_SCHEDULES:
             raise ValueError(f"lr_decay must be one of {LR_SCHEDULES}, not {self.lr_decay!r}")
         if self.iterations < 1 or self.batch_size < 1 or self.val_every < 1:
@@ -172,6 +177,9 @@ class Trainer:
         self.g_config = GeneratorConfig(width=config.width)
         self.d_config = DiscriminatorConfig(width=config.d_width or config.width, max_channels=8 * (config.d_width or config.width))
         self.G = Generator(self.g_config).to(self.device)
+        # The averaged generator is what validation scores and checkpoints ship; G keeps training.
+        self.G_ema = (copy.deepcopy(self.G).requires_grad_(False).eval()
+                      if config.ema_decay > 0 else None)
         self.D = Discriminator(self.d_config).to(self.device) if config.adversarial else None
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d) if self.D is not None else None
@@ -226,6 +234,8 @@ class Trainer:
             raise ValueError(f"--init-from {path}: generator {state['generator_config']} differs from "
                              f"this run's {self.g_config.to_dict()}")
         self.G.load_state_dict(state["generator"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["generator"])
         if self.D is not None and state.get("discriminator") is not None:
             self.D.load_state_dict(state["discriminator"])
         self.parent = {"checkpoint": str(path), "iteration": state.get("iteration"),
@@ -236,7 +246,9 @@ class Trainer:
         if state["generator_config"] != self.g_config.to_dict():
             raise ValueError(f"{self.out}/last.pt was trained with {state['generator_config']}; "
                              "use a new --out or --fresh")
-        self.G.load_state_dict(state["generator"])
+        self.G.load_state_dict(state.get("generator_train", state["generator"]))
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         if self.D is not None:
             if state.get("discriminator") is None:
@@ -270,7 +282,7 @@ class Trainer:
 
     def _state(self, *, full: bool) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "generator": self.G.state_dict(),
+            "generator": self.shipped_generator.state_dict(),
             "generator_config": self.g_config.to_dict(),
             "discriminator": self.D.state_dict() if self.D is not None else None,
             "discriminator_config": self.d_config.to_dict(),
@@ -285,6 +297,8 @@ class Trainer:
             "provenance": self.provenance(),
         }
         if full:
+            if self.G_ema is not None:  # the raw weights, to resume training exactly
+                state["generator_train"] = self.G.state_dict()
             state["opt_g"] = self.opt_g.state_dict()
             state["opt_d"] = self.opt_d.state_dict() if self.opt_d is not None else None
         return state
@@ -315,6 +329,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt_g.step()
+        if self.G_ema is not None:
+            self._update_ema()
         row = terms.as_floats()
 
         if self.D is not None:
@@ -325,11 +341,25 @@ class Trainer:
             row["d_loss"] = float(d_loss.detach())
         return row
 
+    @property
+    def shipped_generator(self) -> Generator:
+        """The weights validation scores, selection picks and export ships: the average if kept."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Average out the step-to-step jitter the adversarial gradient gives G's weights."""
+        for averaged, current in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            averaged.lerp_(current, 1.0 - self.cfg.ema_decay)
+        for averaged, current in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            averaged.copy_(current)
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """L(G;D) on the validation patches with the current D; also the D-free content terms."""
         cfg, w = self.cfg, self.weights
-        self.G.eval()
+        G = self.shipped_generator
+        G.eval()
         sums = {"adversarial": 0.0, "mse": 0.0, "ssim_term": 0.0}
         ssim_sum, n_total = 0.0, 0
         from .losses import ssim_index
@@ -337,14 +367,14 @@ class Trainer:
         for i in range(0, len(self.val_lr), cfg.batch_size):
             lr = self.val_lr[i:i + cfg.batch_size].to(self.device)
             hr = self.val_hr[i:i + cfg.batch_size].to(self.device)
-            fake = self.G(lr)
+            fake = G(lr)
             terms = generator_loss(self.D(fake) if self.D is not None else None, fake, hr, w, cfg.data_range)
             n = len(lr)
             for k in sums:
                 sums[k] += float(getattr(terms, k)) * n
             ssim_sum += float(ssim_index(fake, hr, cfg.data_range)) * n
             n_total += n
-        self.G.train()
+        self.G.train()  # G_ema stays in eval mode
         m = {k: v / n_total for k, v in sums.items()}
         content = w.lam * m["mse"] + w.nu * m["ssim_term"]
         return {
