@@ -125,3 +125,25 @@ def test_in_graph_resize_equals_the_data_pipelines_lr_to_hr_resampling():
     with torch.no_grad():
         in_graph = ExportGraph(torch.nn.Identity(), 2)(torch.from_numpy(x)[None, None])[0, 0].numpy()
     np.testing.assert_allclose(in_graph, resample_to_hr(x, 0.325, 0.1625), atol=1e-6)
+
+
+def test_markdown_card_states_the_training_recipe_of_a_transfer_run(run_dir, tmp_path):
+    """The human-readable card says how the shipped weights were made: transfer from a parent,
+    λ/ν calibrated on the starting generator, the learning-rate decay and the weight average."""
+    from srscope.training.gan.shipped import card_markdown
+
+    torch.set_num_threads(1)
+    toy = load_checkpoint(run_dir)["config"]["dataset"]
+    child = tmp_path / "child"
+    train(TrainConfig(dataset=toy, out=str(child), iterations=6, width=4, batch_size=2, val_every=3,
+                      val_patches=4, progress=False, init_from=str(run_dir), lr_decay="cosine", ema_decay=0.9,
+                      reg_share=0.1))
+    model = export_checkpoint(child, tmp_path / "child.onnx").path
+    scores = {"seeds": [1], "fov_hr_px": 64, "bilinear_psnr_mean": 20.0, "bilinear_ssim_mean": 0.5,
+              "network_psnr_mean": 21.0, "network_ssim_mean": 0.6}
+    text = card_markdown(model, scores, note="lineage")
+    assert "each term 10% of L(G;D) at the starting generator's agreement" in text
+    assert "cosine decay to 1 %" in text
+    assert "moving average of G (decay 0.9)" in text
+    assert "initialised from `run`" in text
+    assert "| this model | 21.00 | 0.600 |" in text and text.rstrip().endswith("lineage")

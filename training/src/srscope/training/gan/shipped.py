@@ -83,19 +83,26 @@ def card_markdown(model: Path, scores: dict[str, Any], *, note: str = "") -> str
         f"(paper: 32), channels doubling per level |"),
         f"| objective | {'GAN: −log D(G(x)) + λ·MSE − ν·log((1+SSIM)/2)' if prov.get('adversarial') else 'CNN-only ablation: λ·MSE − ν·log((1+SSIM)/2), no discriminator'}; "
         f"λ = {w.get('lam', float('nan')):.4g}, ν = {w.get('nu', float('nan')):.4g}"
-        + (f" (auto: each term {w['share']:.0%} of L(G;D) at the input's agreement)" if w.get("share") else "") + " |",
-        (f"| optimiser | Adam, lr G {tc.get('lr_g')}, lr D {tc.get('lr_d')}, batch {tc.get('batch_size')}, "
-        f"patch {tc.get('patch_size')}×{tc.get('patch_size')} |"),
+        + (f" (auto: each term {w['share']:.0%} of L(G;D) at the "
+           f"{'starting generator' if w.get('reference') == 'initial generator' else 'input'}'s agreement)"
+           if w.get("share") else "") + " |",
+        (f"| optimiser | Adam, lr G {tc.get('lr_g')}, lr D {tc.get('lr_d')}"
+         + (f", {tc['lr_decay']} decay to 1 %" if tc.get("lr_decay", "none") != "none" else "")
+         + f", batch {tc.get('batch_size')}, patch {tc.get('patch_size')}×{tc.get('patch_size')}"
+         + (f"; shipped weights: moving average of G (decay {tc['ema_decay']:g})" if tc.get("ema_decay") else "")
+         + " |"),
         (f"| training data | `{Path(str(prov.get('dataset'))).name}`: {', '.join(prov.get('dataset_structures') or [])}, "
          f"patches per split {prov.get('dataset_splits')}; {prov.get('dataset_registration')} |"),
         (f"| iterations | {prov.get('iterations_total', prov.get('iterations_run'))} run; selected iteration "
          f"{prov.get('selected_iteration')} (lowest validation loss, {tc.get('select_on')}) |"),
         (f"| training wall time | {prov.get('train_wall_s_total', prov.get('train_wall_s', 0)) / 60:.1f} min on "
-         f"{prov.get('device')} (2 CPU cores shared with other jobs, torch {prov.get('torch')}) |"),
+         f"{prov.get('device')} (torch {prov.get('torch')}; this run only, see the notes for earlier ones) |"),
         f"| git commit | `{prov.get('git_commit')}` |",
     ]
     if prov.get("parent"):
-        lines.append(f"| transfer learning | initialised from `{Path(prov['parent']['checkpoint']).parent.name}` "
+        parent = Path(prov["parent"]["checkpoint"])
+        parent_run = parent.parent.name if parent.suffix == ".pt" else parent.name  # best.pt or its run dir
+        lines.append(f"| transfer learning | initialised from `{parent_run}` "
                      f"(iteration {prov['parent'].get('iteration')}), fine-tuned here |")
     parity_info = prov.get("onnx_parity") or {}
     if parity_info:
