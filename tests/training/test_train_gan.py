@@ -36,6 +36,21 @@ def _val_rows(out):
         return [r for r in csv.DictReader(fh) if r["split"] == "val"]
 
 
+def _killed_and_resumed(toy, out, **cfg):
+    """Checkpoint at iteration 10, do work that the "crash" then loses, and resume to the end."""
+    first = Trainer(_cfg(toy, out, **cfg))
+    for _ in range(10):
+        first.step()
+    first._validate_and_checkpoint()  # what the loop does at iteration 10
+    for _ in range(4):
+        first.step()  # work after the checkpoint is lost in the "crash"
+    del first
+    resumed = Trainer(_cfg(toy, out, **cfg))
+    assert resumed.iteration == 10
+    resumed.run()
+    return resumed
+
+
 def test_gan_training_reduces_the_loss_and_selects_by_validation(toy, tmp_path):
     torch.set_num_threads(1)
     result = train(_cfg(toy, tmp_path / "run", iterations=60, lr_g=1e-3))
@@ -53,16 +68,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_state(toy, tmp_path):
     torch.set_num_threads(1)
     straight = Trainer(_cfg(toy, tmp_path / "a", iterations=20))
     straight.run()
-    first = Trainer(_cfg(toy, tmp_path / "b", iterations=20))
-    for _ in range(10):
-        first.step()
-    first._validate_and_checkpoint()  # what the loop does at iteration 10
-    for _ in range(4):
-        first.step()  # work after the checkpoint is lost in the "crash"
-    del first
-    resumed = Trainer(_cfg(toy, tmp_path / "b", iterations=20))
-    assert resumed.iteration == 10
-    resumed.run()
+    resumed = _killed_and_resumed(toy, tmp_path / "b", iterations=20)
     for k, v in straight.G.state_dict().items():
         assert torch.equal(v, resumed.G.state_dict()[k]), k
     for k, v in straight.D.state_dict().items():
@@ -116,13 +122,7 @@ def test_cosine_decay_runs_from_the_starting_rates_to_the_floor_and_survives_a_r
     straight.run()
     assert straight.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * LR_FLOOR)
     assert straight.opt_d.param_groups[0]["lr"] == pytest.approx(1e-4 * LR_FLOOR)
-    first = Trainer(_cfg(toy, tmp_path / "b", **cfg))
-    for _ in range(10):
-        first.step()
-    first._validate_and_checkpoint()
-    del first
-    resumed = Trainer(_cfg(toy, tmp_path / "b", **cfg))
-    resumed.run()
+    resumed = _killed_and_resumed(toy, tmp_path / "b", **cfg)
     for k, v in straight.G.state_dict().items():
         assert torch.equal(v, resumed.G.state_dict()[k]), k
 
@@ -145,13 +145,7 @@ def test_weight_average_is_what_gets_validated_and_shipped_and_resumes_exactly(t
     assert any(not torch.equal(last["generator"][k], last["generator_train"][k]) for k in last["generator"])
     assert "generator_train" not in best  # best.pt carries only the weights export ships
 
-    first = Trainer(_cfg(toy, tmp_path / "b", **cfg))
-    for _ in range(10):
-        first.step()
-    first._validate_and_checkpoint()
-    del first
-    resumed = Trainer(_cfg(toy, tmp_path / "b", **cfg))
-    resumed.run()
+    resumed = _killed_and_resumed(toy, tmp_path / "b", **cfg)
     for k, v in straight.G_ema.state_dict().items():
         assert torch.equal(v, resumed.G_ema.state_dict()[k]), k
         assert torch.equal(straight.G.state_dict()[k], resumed.G.state_dict()[k]), k
