@@ -90,8 +90,8 @@ def test_transfer_learning_starts_from_the_parent_weights(toy, tmp_path):
 
 def test_transfer_learning_calibrates_the_regularisers_on_the_starting_generator(toy, tmp_path):
     """λ, ν keep each regulariser at its share of L(G;D) where the child starts, not where the
-    input is: calibrated on the input, a trained parent's much smaller MSE would shrink the MSE
-    term far below the paper's 1–10 %."""
+    input is: calibrated on the input, a trained parent's smaller MSE would leave the MSE term
+    short of the share asked for."""
     torch.set_num_threads(1)
     train(_cfg(toy, tmp_path / "parent", iterations=60, lr_g=1e-3))
     parent = Trainer(_cfg(toy, tmp_path / "parent", iterations=60))  # resumes the finished run
