@@ -217,3 +217,29 @@ def test_simulator_dataset_is_in_the_prepared_format_and_normalised_globally(tmp
     np.testing.assert_allclose(lr[0], expected_lr[:32, :32], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(hr[0], (pair.hr[:32, :32] - denorm["offset"]) / denorm["scale"], rtol=1e-5, atol=1e-6)
     assert norm["offset"] == pair.background_lr
+
+
+def test_simulator_dataset_interleaves_several_structures_field_by_field(tmp_path):
+    import numpy as np
+    import pytest
+    from srscope.training.data.simulate import simulate_pair
+    from srscope.training.gan.patches import load_split, read_attrs
+    from srscope.training.gan.simdataset import build_simulated_dataset
+
+    path = build_simulated_dataset(tmp_path / "mix.zarr", "widefield", "filaments,nuclei", n_train=2, n_val=2,
+                                   n_test=1, fov=(64, 64), patch=64, seed=7)
+    attrs = read_attrs(path)
+    assert attrs["structures"] == ["filaments", "nuclei"]
+    assert attrs["splits"] == {"train": 2, "val": 2, "test": 1}
+    _, hr = load_split(path, "val")
+    denorm = attrs["denormalization"]
+    for field, structure in enumerate(("filaments", "nuclei")):
+        pair = simulate_pair("widefield", structure, seed=7 + 100_000 + field, hr_shape=(64, 64), misregister=False)
+        np.testing.assert_allclose(hr[field] * denorm["scale"] + denorm["offset"], pair.hr, rtol=1e-5, atol=1e-3)
+
+    with pytest.raises(ValueError, match="no field"):
+        build_simulated_dataset(tmp_path / "x.zarr", "widefield", "filaments,actin,ccps", n_train=2, n_val=2,
+                                n_test=0, fov=(64, 64), patch=64)
+    with pytest.raises(ValueError, match="distinct names"):
+        build_simulated_dataset(tmp_path / "y.zarr", "widefield", "filaments,spaghetti", n_train=2, n_val=2,
+                                n_test=0, fov=(64, 64), patch=64)
