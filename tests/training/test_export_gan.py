@@ -147,3 +147,17 @@ def test_markdown_card_states_the_training_recipe_of_a_transfer_run(run_dir, tmp
     assert "moving average of G (decay 0.9)" in text
     assert "initialised from `run`" in text
     assert "| this model | 21.00 | 0.600 |" in text and text.rstrip().endswith("lineage")
+
+
+def test_heldout_scores_take_several_structures_in_turn(run_dir, tmp_path):
+    """A mixed-structure model's card scores each test seed on the structure its dataset gave it."""
+    from srscope.training.gan.shipped import card_markdown, heldout_scores
+
+    model = export_checkpoint(run_dir, tmp_path / "mixed.onnx").path
+    scores = heldout_scores(model, "widefield", "filaments,nuclei", [5, 6, 7], 64)
+    assert [p["structure"] for p in scores["per_image"]] == ["filaments", "nuclei", "filaments"]
+    assert scores["structures"] == ["filaments", "nuclei"]
+    assert np.isfinite(scores["network_psnr_mean"]) and np.isfinite(scores["bilinear_psnr_mean"])
+    assert "seeds [5, 6, 7] (filaments, nuclei in turn; 64² HR px" in card_markdown(model, scores)
+    with pytest.raises(ValueError, match="distinct names"):
+        heldout_scores(model, "widefield", "filaments,filaments", [5], 64)

@@ -9,6 +9,9 @@ paper's Figs. 4–5.
 
     python -m srscope.training.gan.shipped models/X.onnx --modality widefield --structure filaments \
         --seeds 200000 200001 --fov 256 --note "..."
+
+``--structure`` may list several structures, comma-separated: seed ``k`` of ``--seeds`` then
+shows the ``k``-th in turn, as the test split of a mixed simulator dataset does.
 """
 
 from __future__ import annotations
@@ -30,22 +33,27 @@ def heldout_scores(model: Path, modality: str, structure: str, seeds: list[int],
     from srscope.training.evaluation.fwhm import measure_fwhm
     from srscope.training.evaluation.metrics import score_image
 
+    from .simdataset import parse_structures, structure_of_field
+
+    structures = parse_structures(structure)
     enhancer = Enhancer.from_file(model, device="cpu")
     per_image: list[dict[str, Any]] = []
     truths, inputs, outputs = [], [], []
     pixel_nm = None
-    for seed in seeds:
-        pair = simulate_pair(modality, structure, seed=seed, hr_shape=(fov, fov), misregister=False)
+    for k, seed in enumerate(seeds):
+        structure_k = structure_of_field(structures, k)
+        pair = simulate_pair(modality, structure_k, seed=seed, hr_shape=(fov, fov), misregister=False)
         sr = enhancer.enhance(pair.lr)
         bil = bilinear_upsample(pair.lr.astype(np.float64), pair.scale)
         truth = pair.hr.astype(np.float64)
-        per_image.append({"seed": seed, "network": score_image(sr, truth).as_dict(),
+        per_image.append({"seed": seed, "structure": structure_k, "network": score_image(sr, truth).as_dict(),
                           "bilinear": score_image(bil, truth).as_dict()})
         truths.append(truth)
         inputs.append(bil)
         outputs.append(sr)
         pixel_nm = pair.hr_pixel_size_um * 1000
-    summary: dict[str, Any] = {"seeds": seeds, "fov_hr_px": fov, "per_image": per_image}
+    summary: dict[str, Any] = {"seeds": seeds, "structures": list(structures), "fov_hr_px": fov,
+                               "per_image": per_image}
     for method in ("network", "bilinear"):
         for metric in ("psnr", "ssim"):
             summary[f"{method}_{metric}_mean"] = float(np.mean([p[method][metric] for p in per_image]))
@@ -113,7 +121,8 @@ def card_markdown(model: Path, scores: dict[str, Any], *, note: str = "") -> str
         lines.append(f"| simulator seeds | {source.get('seeds')}, fields of view {source.get('fov_hr_px')} HR px |")
     lines += ["", "## Training command", "", "```", prov.get("command", "?"), "```", "",
               "## Held-out evaluation", "",
-              (f"Fields of view simulated with seeds {scores['seeds']} ({scores['fov_hr_px']}² HR px; never in "
+              (f"Fields of view simulated with seeds {scores['seeds']} "
+               f"({', '.join(scores.get('structures') or [])} in turn; {scores['fov_hr_px']}² HR px; never in "
               "training or validation), run through the runtime Enhancer (ONNX Runtime, tiled). "
               "PSNR/SSIM against the HR ground truth after an affine intensity fit."), "",
               "| method | PSNR (dB) | SSIM |", "|---|---|---|",
