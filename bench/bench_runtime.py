@@ -4,7 +4,7 @@ What it answers, side by side on one model and one image (medians over interleav
 
 * ``raw_single_shot``: one ``session.run`` on the whole normalised image (padded only to the size
   multiple) — the ceiling any wrapper can reach;
-* ``enhancer_whole``: ``Enhancer(tile=None)`` — adds reflect padding by the halo at the borders,
+* ``enhancer_whole``: ``Enhancer(tile=None)`` — adds mirror padding by the halo at the borders,
   (de)normalisation and cropping;
 * ``enhancer_tiled[tile]``: the overlapping, blended tiles at several tile sizes (the default 512
   among them), with the plan's ``computed_fraction`` (network pixels per image pixel), so a ratio

@@ -18,15 +18,15 @@ from srscope.runtime.testing import structured_image
 
 
 def reference_whole_image(model: Path, image: np.ndarray) -> np.ndarray:
-    """Whole-image inference written independently of srscope.runtime.tiling: reflect-pad by the
-    halo (and up to the size multiple), one session call, crop, denormalise."""
+    """Whole-image inference written independently of srscope.runtime.tiling: mirror-pad by the
+    halo (and up to the size multiple) about the field's edge, one session call, crop, denormalise."""
     card = read_card(model)
     h, m, s = card.halo_px, card.size_multiple, card.integer_scale
     rows, cols = image.shape
     extra_y = -(-(rows + 2 * h) // m) * m - rows - h
     extra_x = -(-(cols + 2 * h) // m) * m - cols - h
     x = (image.astype(np.float32) - card.normalization.offset) / card.normalization.scale
-    x = np.pad(x, ((h, extra_y), (h, extra_x)), mode="reflect")
+    x = np.pad(x, ((h, extra_y), (h, extra_x)), mode="symmetric")
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32

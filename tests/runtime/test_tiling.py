@@ -22,7 +22,7 @@ def test_axis_plan_covers_image_with_aligned_equal_tiles(size: int, tile: int, o
     assert len(plan.starts) == 1 or plan.tile <= tile
     assert all(start % multiple == 0 for start in plan.starts)
     assert plan.starts[0] == 0 and plan.starts[-1] + plan.tile == plan.padded
-    assert plan.pad_after >= halo  # the far border also sees reflected context
+    assert plan.pad_after >= halo  # the far border also sees mirrored context
     # Every real pixel lies inside some tile's kept (untrimmed) part.
     kept = np.zeros(plan.padded, dtype=bool)
     last = len(plan.starts) - 1

@@ -161,3 +161,20 @@ def test_heldout_scores_take_several_structures_in_turn(run_dir, tmp_path):
     assert "seeds [5, 6, 7] (filaments, nuclei in turn; 64² HR px" in card_markdown(model, scores)
     with pytest.raises(ValueError, match="distinct names"):
         heldout_scores(model, "widefield", "filaments,filaments", [5], 64)
+
+
+def test_runtime_border_padding_stays_a_mirror_on_the_field_edge_through_the_in_graph_resize():
+    """The runtime pads LR tiles; the model resizes them in-graph. Only if the padded, up-sampled
+    tile is mirror-symmetric about the HR field's edge do border pixels see the context a field
+    continuing past its edge would most plausibly give ("reflect" padding fails this)."""
+    from srscope.runtime.tiling import TilePlan
+
+    halo, s = 6, 2
+    x = np.random.default_rng(1).random((40, 40)).astype(np.float32)
+    plan = TilePlan.for_image(x.shape, tile=64, overlap=0, halo=halo, multiple=8, scale=s)
+    with torch.no_grad():
+        up = ExportGraph(torch.nn.Identity(), s)(torch.from_numpy(plan.pad(x))[None, None])[0, 0].numpy()
+    edge = halo * s  # HR index of the field's first pixel
+    inside = up[edge:edge + 8, edge + 10:edge + 30]
+    outside = up[edge - 8:edge, edge + 10:edge + 30][::-1]
+    np.testing.assert_allclose(outside, inside, atol=1e-6)

@@ -7,7 +7,8 @@ with a 1–100 iteration × 0–10 % damping search and NNLS (DeconvolutionLab2:
 validation pair chooses them (:func:`search_lucy_richardson`), so the baseline is as strong as the
 search grid allows and the choice is reproducible.
 
-Both deconvolutions use FFT convolution (scipy.fft) on a reflect-padded image: it matches
+Both deconvolutions use FFT convolution (scipy.fft) on an image mirror-padded about the field's
+edge (the runtime's border mode, so networks and baselines see the same context): it matches
 scikit-image's ``richardson_lucy`` in the interior at about half the cost, avoids its zero-padded
 dark borders, and lets one LR run report every intermediate iterate, so the iteration search
 costs one run per damping value instead of one run per grid point.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft as sfft
 from skimage.transform import rescale
+from srscope.runtime.tiling import BORDER_MODE
 from srscope.training.optics.psf import airy_fwhm_um, born_wolf_psf
 from srscope.training.optics.scanning import confocal_psf
 
@@ -80,7 +82,7 @@ class DeconvolutionOptics:
 
 
 class _FFTConvolver:
-    """Convolution and correlation with one PSF on a reflect-padded image, via real FFTs.
+    """Convolution and correlation with one PSF on a mirror-padded image, via real FFTs.
 
     Single precision: twice as fast as double, and its ~1e-7 relative error is far below the
     photon noise of any microscope image.
@@ -106,7 +108,7 @@ class _FFTConvolver:
         py, px = self.pad
         ey = self.fft_shape[0] - image.shape[0] - 2 * py
         ex = self.fft_shape[1] - image.shape[1] - 2 * px
-        return np.pad(image.astype(np.float32), ((py, py + ey), (px, px + ex)), mode="reflect")
+        return np.pad(image.astype(np.float32), ((py, py + ey), (px, px + ex)), mode=BORDER_MODE)
 
     def crop(self, padded: np.ndarray) -> np.ndarray:
         py, px = self.pad
