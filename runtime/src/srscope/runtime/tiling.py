@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: ``numpy.pad`` mode of the border padding: half-sample symmetric, i.e. mirrored about the
 #: field's edge rather than about its edge pixel's centre ("reflect"). LR pixel ``i`` sits at HR
 #: coordinate ``i·s + (s − 1)/2``, so only a mirror on the field's edge stays a mirror on the
