@@ -26,7 +26,7 @@ import zarr
 from srscope.acquisition.channels import ChannelModels
 from srscope.acquisition.session import run_session
 
-DEFAULT_MODEL_NAME = "widefield-10x0.4-to-20x0.75-filaments.onnx"
+DEFAULT_MODEL_NAME = "widefield-10x0.4-to-20x0.75.onnx"
 
 
 def find_default_model() -> Path | None:

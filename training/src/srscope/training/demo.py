@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
-DEFAULT_MODEL = REPO_ROOT / "models" / "widefield-10x0.4-to-20x0.75-filaments.onnx"
+DEFAULT_MODEL = REPO_ROOT / "models" / "widefield-10x0.4-to-20x0.75.onnx"
 MODALITY_OF_CARD = {"widefield 10x/0.4NA": "widefield", "confocal": "confocal-sted", "tirf": "tirf-sim"}
 
 
