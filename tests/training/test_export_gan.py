@@ -178,3 +178,25 @@ def test_runtime_border_padding_stays_a_mirror_on_the_field_edge_through_the_in_
     inside = up[edge:edge + 8, edge + 10:edge + 30]
     outside = up[edge - 8:edge, edge + 10:edge + 30][::-1]
     np.testing.assert_allclose(outside, inside, atol=1e-6)
+
+
+def test_checkpoint_probe_scores_what_the_exported_model_scores_through_the_runtime(run_dir, exported, capsys):
+    """The development-set probe (PyTorch, no export) must agree with the shipped path: the exported
+    file run by the runtime Enhancer with the same border margin, scored by the evaluation metrics."""
+    from srscope.runtime.enhancer import Enhancer
+    from srscope.training.evaluation.metrics import score_image
+    from srscope.training.evaluation.testset import simulated_pairs
+    from srscope.training.gan.probe import main as probe_main
+    from srscope.training.gan.probe import score_checkpoints
+
+    torch.set_num_threads(1)
+    pairs = list(simulated_pairs("widefield", "mitochondria", 2, seed=500000, hr_shape=(96, 96)))
+    (probe,) = score_checkpoints([run_dir], pairs, margin=24)
+    enhancer = Enhancer.from_file(exported.path, device="cpu", tile=None, halo=24)
+    runtime_psnr = [score_image(enhancer.enhance(p.lr), np.asarray(p.hr, np.float64)).psnr for p in pairs]
+    np.testing.assert_allclose(probe.per_image_psnr, runtime_psnr, atol=1e-3)
+    assert probe.iteration == load_checkpoint(run_dir)["iteration"]
+
+    assert probe_main([str(run_dir), "-n", "1", "--hr-size", "64"]) == 0
+    assert "PSNR" in capsys.readouterr().out
+    assert probe_main([str(run_dir.parent / "missing")]) == 2

@@ -1,0 +1,109 @@
+"""Score training checkpoints on simulated fields of an unseen structure, without exporting them.
+
+Why: following a run on a development set (seeds the final report will not use) by exporting each
+checkpoint and running ``srtrain evaluate`` costs ~10 min a time; this scores the checkpoint's
+shipped generator (the weight average when the run keeps one) in PyTorch in seconds, with the
+runtime's border context (mirror-padded about the field's edge) and the evaluation's metrics
+(PSNR/SSIM after an affine intensity fit), so the numbers sit within a few hundredths of a dB of
+the exported model's. docs/evaluation.md's development-set table came from this.
+
+    python -m srscope.training.gan.probe runs/a/best.pt runs/b/best.pt --structure mitochondria \\
+        --seed 500000 -n 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class CheckpointScore:
+    checkpoint: str
+    iteration: int | None
+    psnr: float
+    ssim: float
+    per_image_psnr: tuple[float, ...]
+
+    def format(self) -> str:
+        return (f"{self.checkpoint}: iteration {self.iteration}  PSNR {self.psnr:.2f} dB  SSIM {self.ssim:.4f}  "
+                f"(per image {', '.join(f'{p:.2f}' for p in self.per_image_psnr)})")
+
+
+def _generator_graph(state: dict) -> tuple[torch.nn.Module, int, int]:
+    from .export import ExportGraph, input_size_multiple, integer_scale
+    from .networks import Generator, GeneratorConfig
+
+    config = GeneratorConfig(**state["generator_config"])
+    generator = Generator(config)
+    generator.load_state_dict(state["generator"])
+    scale = integer_scale(state["dataset_attrs"])
+    return ExportGraph(generator, scale).eval(), scale, input_size_multiple(config.levels, scale)
+
+
+def enhance_whole_image(graph: torch.nn.Module, lr: np.ndarray, *, scale: int, multiple: int,
+                        margin: int) -> np.ndarray:
+    """One forward pass over the whole normalised image, mirror-padded by ``margin`` (and up to the
+    size multiple) like the runtime, cropped back to the field."""
+    from srscope.runtime.tiling import BORDER_MODE
+
+    h, w = lr.shape
+    pad_y = margin + (-(h + 2 * margin) % multiple)
+    pad_x = margin + (-(w + 2 * margin) % multiple)
+    x = np.pad(lr.astype(np.float32), ((margin, pad_y), (margin, pad_x)), mode=BORDER_MODE)
+    with torch.no_grad():
+        y = graph(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    return y[margin * scale:(margin + h) * scale, margin * scale:(margin + w) * scale]
+
+
+def score_checkpoints(checkpoints: list[str | Path], pairs: list, *, margin: int = 24) -> list[CheckpointScore]:
+    from srscope.runtime.card import AffineIntensity
+    from srscope.training.evaluation.metrics import score_image
+
+    from .checkpoint import load_checkpoint
+
+    scores = []
+    for path in checkpoints:
+        state = load_checkpoint(path)
+        graph, scale, multiple = _generator_graph(state)
+        norm = AffineIntensity(**state["dataset_attrs"]["normalization"])
+        per_image = [score_image(enhance_whole_image(graph, norm.normalise(p.lr), scale=scale, multiple=multiple,
+                                                     margin=margin), np.asarray(p.hr, dtype=np.float64))
+                     for p in pairs]
+        scores.append(CheckpointScore(str(path), state.get("iteration"),
+                                      float(np.mean([s.psnr for s in per_image])),
+                                      float(np.mean([s.ssim for s in per_image])),
+                                      tuple(float(s.psnr) for s in per_image)))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m srscope.training.gan.probe", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoints", nargs="+", help="checkpoint files (best.pt, last.pt) or run directories")
+    p.add_argument("--modality", default="widefield")
+    p.add_argument("--structure", default="mitochondria")
+    p.add_argument("--seed", type=int, default=500_000, help="first simulator seed (the development set)")
+    p.add_argument("-n", type=int, default=8, help="number of fields")
+    p.add_argument("--hr-size", type=int, default=512)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    from srscope.training.evaluation.testset import simulated_pairs
+
+    torch.set_num_threads(a.threads)
+    pairs = list(simulated_pairs(a.modality, a.structure, a.n, seed=a.seed, hr_shape=(a.hr_size, a.hr_size)))
+    try:
+        for score in score_checkpoints(a.checkpoints, pairs):
+            print(score.format(), flush=True)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
