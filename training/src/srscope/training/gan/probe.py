@@ -48,16 +48,14 @@ def _generator_graph(state: dict) -> tuple[torch.nn.Module, int, int]:
 
 def enhance_whole_image(graph: torch.nn.Module, lr: np.ndarray, *, scale: int, multiple: int,
                         margin: int) -> np.ndarray:
-    """One forward pass over the whole normalised image, mirror-padded by ``margin`` (and up to the
-    size multiple) like the runtime, cropped back to the field."""
-    from srscope.runtime.tiling import BORDER_MODE
+    """One forward pass over the whole normalised image, padded by ``margin`` (and up to the size
+    multiple) with the runtime's own single-tile plan, cropped back to the field."""
+    from srscope.runtime.tiling import TilePlan
 
-    h, w = lr.shape
-    pad_y = margin + (-(h + 2 * margin) % multiple)
-    pad_x = margin + (-(w + 2 * margin) % multiple)
-    x = np.pad(lr.astype(np.float32), ((margin, pad_y), (margin, pad_x)), mode=BORDER_MODE)
+    plan = TilePlan.for_image(lr.shape, tile=None, overlap=0, halo=margin, multiple=multiple, scale=scale)
     with torch.no_grad():
-        y = graph(torch.from_numpy(x)[None, None])[0, 0].numpy()
+        y = graph(torch.from_numpy(plan.pad(lr.astype(np.float32)))[None, None])[0, 0].numpy()
+    h, w = lr.shape
     return y[margin * scale:(margin + h) * scale, margin * scale:(margin + w) * scale]
 
 
