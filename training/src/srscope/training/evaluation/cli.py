@@ -4,7 +4,7 @@ Examples::
 
     # simulated test set of structures the model was not trained on
     srtrain evaluate models/widefield-10x0.4-to-20x0.75.onnx out/eval-wf \\
-        --ablation models/ablation/widefield-cnn-only.onnx --structure mitochondria -n 8
+        --ablation models/ablation/widefield-10x0.4-to-20x0.75-cnn-only.onnx --structure mitochondria -n 8
 
     # confocal → STED beads: adds the PSF-FWHM histograms of the paper's Fig. 4
     srtrain evaluate models/confocal-to-sted-beads.onnx out/eval-beads --structure beads -n 6

@@ -174,6 +174,16 @@ def check_parity(onnx_path: Path, graph: nn.Module, tiles: list[np.ndarray], pre
     return worst
 
 
+def checkpoint_graph(state: dict[str, Any]) -> tuple[ExportGraph, GeneratorConfig, int, int]:
+    """The graph a checkpoint ships (its shipped generator behind the in-graph resize), in eval mode,
+    with its generator config, integer scale and input size multiple."""
+    config = GeneratorConfig(**state["generator_config"])
+    generator = Generator(config)
+    generator.load_state_dict(state["generator"])
+    scale = integer_scale(state["dataset_attrs"])
+    return ExportGraph(generator, scale).eval(), config, scale, input_size_multiple(config.levels, scale)
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str | None = None, version: str = "1.0",
                       fp16: bool = False, dataset: str | Path | None = None, description: str = "",
                       tolerance: float | None = None, opset: int = OPSET,
@@ -185,12 +195,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str | No
         run = load_checkpoint(last)
         extra_provenance = {"iterations_total": run["iteration"], "train_wall_s_total": round(run["elapsed_s"], 1),
                             **(extra_provenance or {})}
-    config = GeneratorConfig(**state["generator_config"])
-    generator = Generator(config)
-    generator.load_state_dict(state["generator"])
-    scale = integer_scale(state["dataset_attrs"])
-    multiple = input_size_multiple(config.levels, scale)
-    graph = ExportGraph(generator, scale).eval()
+    graph, config, scale, multiple = checkpoint_graph(state)
     precision = "fp16" if fp16 else "fp32"
     tolerance = tolerance if tolerance is not None else (FP16_TOLERANCE if fp16 else FP32_TOLERANCE)
     out = Path(out)

@@ -4,8 +4,8 @@ Why: following a run on a development set (seeds the final report will not use) 
 checkpoint and running ``srtrain evaluate`` costs ~10 min a time; this scores the checkpoint's
 shipped generator (the weight average when the run keeps one) in PyTorch in seconds, with the
 runtime's border context (mirror-padded about the field's edge) and the evaluation's metrics
-(PSNR/SSIM after an affine intensity fit), so the numbers sit within a few hundredths of a dB of
-the exported model's. docs/evaluation.md's development-set table came from this.
+(PSNR/SSIM after an affine intensity fit), so the numbers match the exported model's run through
+the runtime with the same margin (tested). docs/evaluation.md names it for its development set.
 
     python -m srscope.training.gan.probe runs/a/best.pt runs/b/best.pt --structure mitochondria \\
         --seed 500000 -n 8
@@ -35,17 +35,6 @@ class CheckpointScore:
                 f"(per image {', '.join(f'{p:.2f}' for p in self.per_image_psnr)})")
 
 
-def _generator_graph(state: dict) -> tuple[torch.nn.Module, int, int]:
-    from .export import ExportGraph, input_size_multiple, integer_scale
-    from .networks import Generator, GeneratorConfig
-
-    config = GeneratorConfig(**state["generator_config"])
-    generator = Generator(config)
-    generator.load_state_dict(state["generator"])
-    scale = integer_scale(state["dataset_attrs"])
-    return ExportGraph(generator, scale).eval(), scale, input_size_multiple(config.levels, scale)
-
-
 def enhance_whole_image(graph: torch.nn.Module, lr: np.ndarray, *, scale: int, multiple: int,
                         margin: int) -> np.ndarray:
     """One forward pass over the whole normalised image, padded by ``margin`` (and up to the size
@@ -64,11 +53,12 @@ def score_checkpoints(checkpoints: list[str | Path], pairs: list, *, margin: int
     from srscope.training.evaluation.metrics import score_image
 
     from .checkpoint import load_checkpoint
+    from .export import checkpoint_graph
 
     scores = []
     for path in checkpoints:
         state = load_checkpoint(path)
-        graph, scale, multiple = _generator_graph(state)
+        graph, _, scale, multiple = checkpoint_graph(state)
         norm = AffineIntensity(**state["dataset_attrs"]["normalization"])
         per_image = [score_image(enhance_whole_image(graph, norm.normalise(p.lr), scale=scale, multiple=multiple,
                                                      margin=margin), np.asarray(p.hr, dtype=np.float64))
