@@ -21,7 +21,7 @@ $(STAMP): runtime/pyproject.toml training/pyproject.toml acquisition/pyproject.t
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ./runtime -e ./training -e ./acquisition -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -e ./runtime -e './training[semireal]' -e ./acquisition -r requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

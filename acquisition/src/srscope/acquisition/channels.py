@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -77,6 +78,8 @@ class ChannelModels:
             raise ChannelMappingError(
                 f"all models of one run must share one scale factor, got {sorted(scales)}")
         self.scale: int = scales.pop()
+        self._views: dict[tuple[int, str | None], SupportsEnhance] = {}
+        self._views_lock = threading.Lock()
 
     @classmethod
     def single(cls, model: SupportsEnhance) -> ChannelModels:
@@ -105,9 +108,28 @@ class ChannelModels:
                    default=load(default) if default is not None else None)
 
     def model_for(self, channel: str | None) -> SupportsEnhance | None:
-        if channel is not None and channel in self.by_channel:
-            return self.by_channel[channel]
-        return self.default
+        """The model for ``channel``. A ``series`` intensity policy latches one mapping per channel:
+        channels sharing one loaded model get their own view of it (same session, own latch)."""
+        model = self.by_channel[channel] if channel is not None and channel in self.by_channel else self.default
+        policy = getattr(model, "intensity", None)
+        if model is None or getattr(policy, "name", None) != "series" or getattr(policy, "mapping", 1) is not None:
+            return model
+        with self._views_lock:
+            key = (id(model), channel)
+            if key not in self._views:
+                self._views[key] = model.with_intensity("series")
+            return self._views[key]
+
+    def intensity_mappings(self) -> dict[str, Any]:
+        """Per channel, the intensity policy in use and the mapping a ``series`` view latched."""
+        out: dict[str, Any] = {}
+        with self._views_lock:
+            views = dict(self._views)
+        for (_, channel), view in views.items():
+            mapping = view.intensity.mapping
+            out[str(channel)] = {"policy": "series",
+                                 "mapping": None if mapping is None else [mapping.offset, mapping.scale]}
+        return out
 
     def models(self) -> list[SupportsEnhance]:
         """Distinct model objects, default first."""
@@ -135,6 +157,7 @@ class ChannelModels:
                 "inference": {k: _jsonable(getattr(m, k, None))
                               for k in ("provider", "tile", "overlap", "batch_size", "device")
                               if getattr(m, k, None) is not None},
+                "intensity": getattr(getattr(m, "intensity", None), "name", None),
             }
 
         return {

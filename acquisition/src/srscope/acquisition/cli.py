@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="frames per inference batch (default 4)")
     p.add_argument("--tile", type=int, default=512, help="inference tile edge in input pixels (default 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt, ... (default auto)")
+    p.add_argument("--intensity", default="auto", metavar="POLICY",
+                   help="how counts are normalised: auto (the model's mode), plane (each frame by its own "
+                        "percentiles), series (one mapping per channel, latched on its first frame: frames "
+                        "stay comparable), fixed (the card's stored mapping), or OFFSET:SCALE")
     p.add_argument("--threads", type=int, help="CPU inference threads (default: all cores but one)")
     p.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="camera ROI in pixels")
     p.add_argument("--exposure-ms", type=float, help="camera exposure in ms")
@@ -70,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ChannelMappingError("give --model and/or --channel-model NAME=MODEL")
         sequence = load_sequence(args.sequence)
         from srscope.runtime import DeviceUnavailableError, ModelCardError
+        from srscope.runtime.intensity import parse_intensity
 
-        options = {"device": args.device, "tile": args.tile, "batch_size": args.batch_size}
+        options = {"device": args.device, "tile": args.tile, "batch_size": args.batch_size,
+                   "intensity": parse_intensity(args.intensity)}
         if args.threads is not None:
             options["intra_op_threads"] = args.threads
         try:

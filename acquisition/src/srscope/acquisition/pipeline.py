@@ -245,6 +245,7 @@ class LivePipeline:
                 s.inference_ms_per_frame = 1e3 * self._inference_s / self._inferred
             if s.frames_super_resolved:
                 s.write_ms_per_frame = 1e3 * self._write_s / s.frames_super_resolved
+            s.intensity = self.models.intensity_mappings()
             if self._t_first is not None:
                 end = self._t_last_out if self._t_last_out is not None else time.perf_counter()
                 s.wall_s = max(0.0, end - self._t_first)

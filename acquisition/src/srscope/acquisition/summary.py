@@ -50,6 +50,8 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     skipped_frames: list[dict[str, Any]] = field(default_factory=list)
     failed_frames: list[dict[str, Any]] = field(default_factory=list)
+    #: per channel, the ``series`` intensity mapping latched on its first frame (see srscope.runtime.intensity)
+    intensity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sr_frames_per_s(self) -> float | None:

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
-from srscope.runtime.card import ModelCard, read_card
+from srscope.runtime.card import AffineIntensity, ModelCard, read_card
+from srscope.runtime.intensity import SeriesIntensity, intensity_policy, parse_intensity
 from srscope.runtime.io import (
     Image,
     OmeZarrWriter,
@@ -183,14 +184,17 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
     out_shape = in_shape[:-2] + (in_shape[-2] * scale, in_shape[-1] * scale)
     store = _store_path_for(output_path)
     model_strs = tuple(str(p) if p is not None else None for p in per_channel)
+    mappings = _series_mappings(source, axes, model_strs, cards, options)
     task = PlaneTask(input_path=str(input_path.resolve()), store_path=str(store.resolve()),
                      models=tuple(str(Path(m).resolve()) if m else None for m in model_strs),
-                     scale=scale, options=options)
+                     scale=scale, options=options, mappings=mappings)
     identity = {
         "input": task.input_path, "input_shape": list(source.shape), "input_dtype": str(dtype),
         "models": [cards[m].weights_sha256 if m else None for m in model_strs],
         "dtype": options.dtype, "tile": options.tile, "overlap": options.overlap,
     }
+    if options.intensity != "auto" or any(c.intensity.mode != "fixed" for c in cards.values()):
+        identity["intensity"] = {"policy": options.intensity, "mappings": [list(m) if m else None for m in mappings]}
     # Keep the calibration, drop the pixels: workers read planes themselves, and a small TIFF read
     # whole here would otherwise stay in memory for the entire run.
     calibration = dataclasses.replace(source, data=np.broadcast_to(np.zeros((), dtype), source.shape))
@@ -199,6 +203,38 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
                    output_pixel_size_um=out_size, identity=identity, warnings=notes)
     _check_output(plan, overwrite)
     return plan
+
+
+def _series_mappings(source: Image, axes: str, models: Sequence[str | None], cards: dict[str, ModelCard],
+                     options: RunOptions) -> tuple[tuple[float, float] | None, ...]:
+    """Resolve ``--intensity`` per channel; a ``series`` channel's mapping is latched here, from its
+    first ``intensity_planes`` planes (time, then z, order), so all planes and workers share it."""
+    try:
+        choice = parse_intensity(options.intensity)
+    except ValueError as exc:
+        raise BatchError(str(exc)) from None
+    if options.intensity_planes < 1:
+        raise BatchError("--intensity-planes must be >= 1")
+    from srscope.runtime.io.lazy import plane_reader
+
+    reader = None
+    out: list[tuple[float, float] | None] = []
+    for channel, model in enumerate(models):
+        if model is None:
+            out.append(None)
+            continue
+        policy = intensity_policy(cards[model], choice)   # a fixed card refuses plane/series here
+        if not isinstance(policy, SeriesIntensity):
+            out.append(None)
+            continue
+        if policy.mapping is None:
+            reader = reader or plane_reader(source)
+            shape = tuple(source.shape[source.axes.index(a)] for a in axes)
+            first = [p for p in iter_planes(shape, axes) if p.channel == channel][: options.intensity_planes]
+            policy.calibrate([np.asarray(reader(p.index), dtype=np.float32) for p in first])
+        mapping: AffineIntensity = policy.mapping
+        out.append((mapping.offset, mapping.scale))
+    return tuple(out)
 
 
 def _check_output(plan: JobPlan, overwrite: bool) -> None:
@@ -237,7 +273,9 @@ def _provenance(plan: JobPlan, clipped: int) -> dict:
                                 "input_modality": card.input_modality, "output_modality": card.output_modality}
     record = {"srrun": {"input": plan.task.input_path, "models": models, "scale_factor": plan.task.scale,
                         "dtype": plan.task.options.dtype, "clipped_pixels": clipped,
-                        "tile": plan.task.options.tile, "overlap": plan.task.options.overlap}}
+                        "tile": plan.task.options.tile, "overlap": plan.task.options.overlap,
+                        "intensity": plan.task.options.intensity,
+                        "intensity_mappings": [list(m) if m else None for m in plan.task.mappings]}}
     if plan.source.metadata:
         record["input_metadata"] = plan.source.metadata
     return record

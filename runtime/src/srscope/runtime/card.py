@@ -6,7 +6,9 @@ normalised high-resolution batch ``[N, 1, H*s, W*s]``. Everything that turns cam
 that input, and the output back into physical intensity units, lives in this card, so a lab can
 run the file years later without the training code.
 
-The card is JSON in the ONNX ``metadata_props`` under :data:`CARD_KEY`. Its ``weights_sha256``
+The card is JSON in the ONNX ``metadata_props`` under :data:`CARD_KEY`. Schema 2 adds
+:class:`IntensityRule` (fixed or per-image percentile normalisation, see
+:mod:`srscope.runtime.intensity`); schema-1 cards still load, as fixed. Its ``weights_sha256``
 is computed over the graph's initializers (see :func:`weights_checksum`), so a card pasted onto
 other weights, or weights edited after export, is caught at load time.
 """
@@ -25,7 +27,9 @@ import onnx
 from onnx import numpy_helper
 
 CARD_KEY = "srscope.card"
-CARD_SCHEMA_VERSION = 1
+CARD_SCHEMA_VERSION = 2
+#: Card schemas this runtime reads; 1 predates :class:`IntensityRule` (always ``fixed``).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 
 class ModelCardError(ValueError):
@@ -36,8 +40,9 @@ class ModelCardError(ValueError):
 class AffineIntensity:
     """``normalised = (x - offset) / scale``; the inverse maps network output back to counts.
 
-    Kept affine and global (not per-image) so output stays quantitative: the same input counts
-    always map to the same output counts.
+    Affine so output stays quantitative. In a schema-1 (``fixed``) card it is global: the same
+    input counts always map to the same output counts. In a ``percentile`` card each plane gets its
+    own (:mod:`srscope.runtime.intensity`), and the stored one is the training set's median.
     """
 
     offset: float
@@ -52,6 +57,23 @@ class AffineIntensity:
 
     def denormalise(self, y: np.ndarray) -> np.ndarray:
         return np.asarray(y, dtype=np.float32) * np.float32(self.scale) + np.float32(self.offset)
+
+
+@dataclass(frozen=True)
+class IntensityRule:
+    """How the model was trained to see intensities: ``fixed`` (one camera's affine, schema 1) or
+    ``percentile`` (each input by its own ``low``/``high`` percentiles, output mapped back through
+    the same affine; camera-independent, see :mod:`srscope.runtime.intensity`)."""
+
+    mode: str = "fixed"
+    low: float = 1.0
+    high: float = 99.8
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("fixed", "percentile"):
+            raise ModelCardError(f"intensity mode must be fixed or percentile, not {self.mode!r}")
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise ModelCardError(f"intensity percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,7 @@ class ModelCard:
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     receptive_field_px: int | None = None
+    intensity: IntensityRule = field(default_factory=IntensityRule)
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -93,6 +116,10 @@ class ModelCard:
             raise ModelCardError("receptive_field_px must be >= halo_px")
         if self.precision not in ("fp32", "fp16"):
             raise ModelCardError(f"precision must be fp32 or fp16, not {self.precision!r}")
+        if self.schema_version not in READABLE_SCHEMA_VERSIONS:
+            raise ModelCardError(f"unsupported model card schema_version {self.schema_version!r}")
+        if self.schema_version < 2 and self.intensity.mode != "fixed":
+            raise ModelCardError("schema-1 cards can only describe a fixed intensity mapping")
 
     @property
     def scale_factor(self) -> float:
@@ -118,10 +145,10 @@ class ModelCard:
             raise ModelCardError(f"model card is not valid JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise ModelCardError("model card must be a JSON object")
-        if raw.get("schema_version") != CARD_SCHEMA_VERSION:
+        if raw.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
             raise ModelCardError(
                 f"unsupported model card schema_version {raw.get('schema_version')!r} "
-                f"(this runtime reads {CARD_SCHEMA_VERSION})"
+                f"(this runtime reads {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})"
             )
         known = {f.name for f in dataclasses.fields(cls)}
         missing = [f.name for f in dataclasses.fields(cls)
@@ -135,6 +162,8 @@ class ModelCard:
         try:
             raw["normalization"] = AffineIntensity(**raw["normalization"])
             raw["denormalization"] = AffineIntensity(**raw["denormalization"])
+            if "intensity" in raw:
+                raw["intensity"] = IntensityRule(**raw["intensity"])
             return cls(**raw)
         except TypeError as exc:
             raise ModelCardError(f"model card field has the wrong shape: {exc}") from None

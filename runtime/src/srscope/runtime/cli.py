@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32",
                    help="output pixel type; uint16 refuses out-of-range values unless --clip")
     p.add_argument("--clip", action="store_true", help="with --dtype uint16: clip out-of-range values and report how many")
+    p.add_argument("--intensity", default="auto", metavar="POLICY",
+                   help="how counts are normalised: auto (the model's own mode), plane (each plane by its own "
+                        "percentiles), series (one mapping per channel from its first plane(s): planes stay "
+                        "comparable in a time-lapse), fixed (the card's stored mapping), or OFFSET:SCALE")
+    p.add_argument("--intensity-planes", type=int, default=1, metavar="N",
+                   help="with --intensity series: how many of each channel's first planes set the mapping")
     p.add_argument("--ignore-pixel-size", action="store_true",
                    help="run even if the input pixel size is far from the model's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT (or discard a different unfinished job)")
@@ -104,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models, input_path, output_path = _split_paths(parser, args)
     options = RunOptions(device=args.device, tile=args.tile or None, overlap=args.overlap,
-                         batch_size=args.batch_size, dtype=args.dtype, clip=args.clip)
+                         batch_size=args.batch_size, dtype=args.dtype, clip=args.clip,
+                         intensity=args.intensity, intensity_planes=args.intensity_planes)
 
     def one_line_warning(message, category, filename, lineno, file=None, line=None):
         print(f"srrun: warning: {message}", file=sys.stderr)

@@ -1,9 +1,10 @@
 """``Enhancer``: camera counts in, super-resolved physical intensities out, for images of any size.
 
 This is the one object lab scripts, ``srrun`` and the live acquisition hook share. It owns the
-ONNX Runtime session, applies the card's affine (de)normalisation in numpy so output stays in
-physical counts, and runs the overlapping-tile plan from :mod:`srscope.runtime.tiling` with tiles
-batched together — across frames too, which is what keeps a live camera stream cheap.
+ONNX Runtime session, applies the intensity policy's affine (de)normalisation in numpy so output
+stays in physical counts (:mod:`srscope.runtime.intensity`: per plane, per series or fixed), and
+runs the overlapping-tile plan from :mod:`srscope.runtime.tiling` with tiles batched together —
+across frames too, which is what keeps a live camera stream cheap.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from srscope.runtime.card import ModelCard, ModelCardError, read_card
+from srscope.runtime.card import AffineIntensity, ModelCard, ModelCardError, read_card
 from srscope.runtime.imagecheck import checked_image
+from srscope.runtime.intensity import IntensityPolicy, intensity_policy
 from srscope.runtime.providers import SessionInfo, create_session
 from srscope.runtime.tiling import Blender, TilePlan, round_up
 from tqdm.auto import tqdm
@@ -45,11 +47,17 @@ class Enhancer:
     (``card.receptive_field_px``, ~60–130 input pixels for the paper's 4-level U-Net), which would
     more than double the pixels computed on a 512² image; ``bench/bench_runtime.py`` reports the
     speed/PSNR trade-off.
+
+    ``intensity`` picks how counts are normalised (:func:`srscope.runtime.intensity.intensity_policy`):
+    ``"auto"`` (the card's mode), ``"plane"``, ``"series"``, ``"fixed"``, an explicit
+    :class:`AffineIntensity`, or a policy object. The policy is kept for the enhancer's lifetime, so a
+    ``"series"`` enhancer latches its mapping on the first frame it sees.
     """
 
     def __init__(self, session: ort.InferenceSession, card: ModelCard, info: SessionInfo, *,
                  tile: int | None = 512, overlap: int | None = None, batch_size: int = 4,
-                 progress: bool = False, source: Path | None = None, halo: int | None = None) -> None:
+                 progress: bool = False, source: Path | None = None, halo: int | None = None,
+                 intensity: str | AffineIntensity | IntensityPolicy | None = "auto") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if tile is not None and tile < card.size_multiple:
@@ -73,6 +81,7 @@ class Enhancer:
         self.progress = progress
         self.source = source
         self.scale = card.integer_scale
+        self.intensity: IntensityPolicy = intensity_policy(card, intensity)
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
         self._input_dtype = _ORT_DTYPES[inputs[0].type]
@@ -84,7 +93,8 @@ class Enhancer:
     def from_file(cls, path: str | Path, *, device: str = "auto", tile: int | None = 512,
                   overlap: int | None = None, batch_size: int = 4, progress: bool = False,
                   intra_op_threads: int | None = None, halo: int | None = None,
-                  trt_fp16: bool = False) -> Enhancer:
+                  trt_fp16: bool = False,
+                  intensity: str | AffineIntensity | IntensityPolicy | None = "auto") -> Enhancer:
         """Load a card-carrying ``.onnx`` file; a missing card or checksum mismatch is a ModelCardError.
 
         For fp16 on a GPU, pass the exported fp16 model file (fed float16 automatically), or
@@ -94,7 +104,14 @@ class Enhancer:
         card = read_card(path)  # verifies the weights checksum before anything runs
         session, info = create_session(path, device, intra_op_threads=intra_op_threads, trt_fp16=trt_fp16)
         return cls(session, card, info, tile=tile, overlap=overlap, batch_size=batch_size,
-                   progress=progress, source=path, halo=halo)
+                   progress=progress, source=path, halo=halo, intensity=intensity)
+
+    def with_intensity(self, intensity: str | AffineIntensity | IntensityPolicy | None) -> Enhancer:
+        """A second enhancer on the same ONNX Runtime session with its own intensity policy, e.g. one
+        ``series`` latch per channel of a live run without loading the model twice."""
+        return Enhancer(self.session, self.card, self.info, tile=self.tile, overlap=self.overlap,
+                        batch_size=self.batch_size, progress=self.progress, source=self.source, halo=self.halo,
+                        intensity=intensity)
 
     @property
     def provider(self) -> str:
@@ -107,7 +124,8 @@ class Enhancer:
 
     def __repr__(self) -> str:
         return (f"Enhancer({self.card.name!r} v{self.card.version}, ×{self.scale}, {self.provider}, "
-                f"tile={self.tile}, overlap={self.overlap}, halo={self.halo}, batch={self.batch_size})")
+                f"tile={self.tile}, overlap={self.overlap}, halo={self.halo}, batch={self.batch_size}, "
+                f"intensity={self.intensity.name})")
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:
         """The tile plan this enhancer uses for an image of ``shape`` (input pixels)."""
@@ -126,9 +144,15 @@ class Enhancer:
 
     def enhance_many(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Super-resolve several frames, batching tiles across them (tiles of equal shape share a call)."""
+        return self.enhance_many_with_mappings(images)[0]
+
+    def enhance_many_with_mappings(self, images: Sequence[np.ndarray],
+                                   ) -> tuple[list[np.ndarray], list[AffineIntensity]]:
+        """:meth:`enhance_many`, plus the input affine each frame was normalised with (for records)."""
         arrays = [checked_image(im, what=f"image {i}" if len(images) > 1 else "image") for i, im in enumerate(images)]
         plans = [self.plan(a.shape) for a in arrays]
-        padded = [plan.pad(self.card.normalization.normalise(a)) for plan, a in zip(plans, arrays)]
+        mappings = [self.intensity.input_mapping(a) for a in arrays]
+        padded = [plan.pad(m.normalise(a)) for plan, m, a in zip(plans, mappings, arrays)]
         blenders: list[Blender] = [plan.blender() for plan in plans]
         # Group tiles by shape: frames of one camera share one shape, so they batch together.
         jobs: dict[tuple[int, int], list[tuple[int, int, int, np.ndarray]]] = defaultdict(list)
@@ -145,11 +169,13 @@ class Enhancer:
                     for (frame, iy, ix, _), tile_out in zip(chunk, out):
                         blenders[frame].add(iy, ix, tile_out[0])
                     bar.update(len(chunk))
-        return [self._denormalise_in_place(b.result()) for b in blenders]
+        outputs = [self._denormalise_in_place(b.result(), self.intensity.output_mapping(m))
+                   for b, m in zip(blenders, mappings)]
+        return outputs, mappings
 
-    def _denormalise_in_place(self, normalised: np.ndarray) -> np.ndarray:
-        """``card.denormalization`` applied in place on the blender's fresh array (saves a frame copy)."""
-        mapping = self.card.denormalization
+    @staticmethod
+    def _denormalise_in_place(normalised: np.ndarray, mapping: AffineIntensity) -> np.ndarray:
+        """The output affine applied in place on the blender's fresh array (saves a frame copy)."""
         normalised *= np.float32(mapping.scale)
         normalised += np.float32(mapping.offset)
         return normalised

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from srscope.runtime.card import AffineIntensity
 from srscope.runtime.enhancer import Enhancer
 from srscope.runtime.io import OmeZarrWriter, read_image
 from srscope.runtime.io.lazy import plane_reader
@@ -37,6 +38,10 @@ class RunOptions:
     batch_size: int = 4
     dtype: str = "float32"
     clip: bool = False
+    #: ``auto`` | ``plane`` | ``series`` | ``fixed`` | ``"OFFSET:SCALE"`` (see :mod:`srscope.runtime.intensity`)
+    intensity: str = "auto"
+    #: with ``series``: how many of each channel's first planes set its mapping
+    intensity_planes: int = 1
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class PlaneTask:
     models: tuple[str | None, ...]
     scale: int
     options: RunOptions
+    #: Per channel, the explicit ``(offset, scale)`` input mapping a ``series`` job latched up front
+    #: (so every worker and every resumed plane uses the same one), or ``None``.
+    mappings: tuple[tuple[float, float] | None, ...] = ()
     #: New for every run: a long-lived worker must not reuse handles from an earlier job whose
     #: files were since replaced at the same paths (another shape, other weights).
     run_token: str = ""
@@ -81,10 +89,12 @@ def _input(task: PlaneTask):
                    lambda: plane_reader(read_image(task.input_path)))
 
 
-def _enhancer(task: PlaneTask, path: str):
+def _enhancer(task: PlaneTask, path: str, channel: int):
     o = task.options
-    return _cached(task.run_token, ("model", path), lambda: Enhancer.from_file(
-        path, device=o.device, tile=o.tile, overlap=o.overlap, batch_size=o.batch_size))
+    mapping = task.mappings[channel] if channel < len(task.mappings) else None
+    intensity = AffineIntensity(*mapping) if mapping is not None else o.intensity
+    return _cached(task.run_token, ("model", path, mapping), lambda: Enhancer.from_file(
+        path, device=o.device, tile=o.tile, overlap=o.overlap, batch_size=o.batch_size, intensity=intensity))
 
 
 def _output(task: PlaneTask) -> tuple[OmeZarrWriter, list]:
@@ -137,10 +147,12 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
         if bad:
             raise BatchError(f"{where} contains {bad} NaN/Inf pixel(s)")
     model = task.models[plane.channel]
+    mapping = None
     if model is None:
         result = passthrough(raw, task.scale)
     else:
-        result = _enhancer(task, model).enhance(raw)
+        outputs, mappings = _enhancer(task, model, plane.channel).enhance_many_with_mappings([raw])
+        result, mapping = outputs[0], mappings[0]
     expected = (raw.shape[0] * task.scale, raw.shape[1] * task.scale)
     if result.shape != expected:
         raise BatchError(f"{where}: model returned shape {result.shape}, expected {expected}")
@@ -150,5 +162,8 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
     writer, levels = _output(task)
     writer.write_plane(plane.index, values, levels=levels)  # with its pyramid levels
-    ProgressRecord(task.store_path).mark_done(plane.number, {"clipped": clipped})
+    info = {"clipped": clipped}
+    if mapping is not None:
+        info["intensity"] = [mapping.offset, mapping.scale]
+    ProgressRecord(task.store_path).mark_done(plane.number, info)
     return PlaneResult(plane.number, clipped, time.perf_counter() - start)

@@ -24,6 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from srscope.runtime.card import (
     AffineIntensity,
+    IntensityRule,
     ModelCard,
     embed_card,
     weights_checksum,
@@ -114,12 +115,14 @@ def build_test_model(path: str | Path, *, scale: int = 2, name: str = "test-mode
                      input_modality: str = "widefield-10x-0.4NA",
                      output_modality: str = "widefield-20x-0.75NA",
                      emission_wavelength_nm: float = 530.0,
-                     provenance: dict[str, Any] | None = None) -> Path:
+                     provenance: dict[str, Any] | None = None,
+                     intensity: IntensityRule | None = None) -> Path:
     """Write a deterministic test generator with a valid card to ``path`` and return the path.
 
     ``halo_px`` defaults to the true receptive-field radius; pass a smaller value to model a
     generator whose card under-states its receptive field (what blending is for).
-    ``normalization``/``denormalization`` are ``(offset, scale)`` in camera counts.
+    ``normalization``/``denormalization`` are ``(offset, scale)`` in camera counts; ``intensity``
+    (default: fixed) makes a percentile card instead.
     """
     if scale < 1:
         raise ValueError(f"scale must be a positive integer, not {scale}")
@@ -146,6 +149,7 @@ def build_test_model(path: str | Path, *, scale: int = 2, name: str = "test-mode
         description="Random-weight test generator (not trained): exercises the runtime, not the science.",
         provenance=provenance if provenance is not None else
         {"builder": "srscope.runtime.testing.build_test_model", "seed": seed, "channels": channels},
+        intensity=intensity or IntensityRule(),
     )
     embed_card(model, card)
     path = Path(path)

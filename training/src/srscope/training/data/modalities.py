@@ -15,12 +15,21 @@ from typing import Literal
 Sampling = Literal["camera", "scanning"]
 
 
+CameraKind = Literal["ccd", "scmos", "emccd"]
+
+
 @dataclass(frozen=True)
 class Detector:
     """Detector model: counts = gain · Poisson(photons) + N(0, read_noise) + offset, clipped.
 
     ``frames_averaged`` models line/frame averaging of a photon-counting scanner: the photon
     noise of the average falls by its square root while the mean stays the same.
+
+    ``kind`` adds what real cameras do beyond that uniform model: ``scmos`` gives every pixel its
+    own offset, gain and read noise (a fixed pattern drawn from ``pattern_seed``, the same for every
+    frame of one camera, with a log-normal read-noise tail of noisy pixels); ``emccd`` multiplies
+    the photo-electrons through a gamma-distributed gain register (excess noise factor √2, so the
+    shot-noise variance doubles) and has negligible read noise relative to the signal.
     """
 
     gain: float                  # counts per photo-electron
@@ -30,6 +39,10 @@ class Detector:
     peak_photons: float          # photons at the bright end (99.9th pct) of the clean signal
     background_photons: float    # mean photons per pixel of autofluorescence / out-of-focus haze
     frames_averaged: int = 1
+    kind: CameraKind = "ccd"
+    pattern_seed: int = 0
+    offset_sd: float = 0.0       # sCMOS: per-pixel offset spread (counts)
+    gain_sd: float = 0.0         # sCMOS: per-pixel relative gain spread
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ class ImagingSpec:
     saturation_factor: float = 0.0
     pinhole_au: float = 1.0
     resolution_gain: float = 1.0  # SIM: effective OTF support relative to the widefield one
+    defocus_um: float = 0.0       # focus error of this side's focal plane (widefield PSFs)
+    spherical_rms_waves: float = 0.0  # primary spherical aberration (widefield PSFs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,8 @@ class ModalitySpec:
     max_rotation_deg: float = 0.5
     max_scale_error: float = 0.005
     elastic_amplitude_px: float = 1.0
+    #: autofluorescence/haze texture: relative amplitude of a smooth random field on the background
+    background_texture: float = 0.0
     extra: dict = field(default_factory=dict)
 
     @property

@@ -51,7 +51,8 @@ class SimulatedPair:
 def _psf_for(side: ImagingSpec, fine_px_um: float, size: int, defocus_um: float) -> np.ndarray:
     if side.psf == "widefield":
         return born_wolf_psf(size, fine_px_um, side.emission_wavelength_um, side.na, side.n_immersion,
-                             defocus_um=defocus_um, oversample=1)
+                             defocus_um=defocus_um + side.defocus_um, oversample=1,
+                             spherical_rms_waves=side.spherical_rms_waves)
     if side.psf == "sim":
         # Linear SIM (after reconstruction) passes frequencies up to ~(1 + k_pattern) × the
         # widefield cutoff; modelled as the widefield PSF of a λ/gain emission.
@@ -72,7 +73,8 @@ def _otf(side: ImagingSpec, fine_px_um: float, fine_shape: tuple[int, int], defo
          aperture_fine_px: float) -> np.ndarray:
     """rfft2 transfer function on the fine grid: PSF × detector pixel aperture (sinc).
     Cached: a data set of hundreds of pairs reuses a handful of OTFs."""
-    extent_um = 12.0 * side.emission_wavelength_um / side.na + 2.0 * abs(defocus_um) * side.na
+    extent_um = (12.0 * side.emission_wavelength_um / side.na + 2.0 * abs(defocus_um + side.defocus_um) * side.na
+                 + 8.0 * side.spherical_rms_waves * side.emission_wavelength_um / side.na)
     half = int(np.ceil(extent_um / 2.0 / fine_px_um))
     half = min(half, (min(fine_shape) - 1) // 2)
     psf = _psf_for(side, fine_px_um, 2 * half + 1, defocus_um).astype(np.float32)
@@ -101,21 +103,67 @@ def _point_spectrum(points_yx: np.ndarray, weights: np.ndarray, fine_shape: tupl
     return spectrum
 
 
+def camera_pattern(det: Detector, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel (offset, gain, read noise) maps of a camera; uniform unless ``det.kind == "scmos"``.
+
+    An sCMOS pixel has its own amplifier: offsets spread by ``offset_sd`` counts, gains by
+    ``gain_sd``, and read noise is log-normal around ``read_noise`` (a few percent of pixels several
+    times noisier, the "salt" seen in dark frames). Drawn from ``pattern_seed``, not the frame's
+    seed, so one camera keeps its pattern across frames, as real ones do.
+    """
+    if det.kind != "scmos":
+        return (np.full(shape, det.offset, np.float32), np.full(shape, det.gain, np.float32),
+                np.full(shape, det.read_noise, np.float32))
+    prng = np.random.default_rng([det.pattern_seed, *shape])
+    offset = det.offset + det.offset_sd * prng.standard_normal(shape)
+    gain = det.gain * (1.0 + det.gain_sd * prng.standard_normal(shape))
+    read = det.read_noise * prng.lognormal(0.0, 0.5, shape)
+    return offset.astype(np.float32), np.clip(gain, 0.1 * det.gain, None).astype(np.float32), read.astype(np.float32)
+
+
 def _expose(expected_photons: np.ndarray, det: Detector, rng: np.random.Generator) -> np.ndarray:
     frames = max(det.frames_averaged, 1)
-    photons = rng.poisson(np.clip(expected_photons, 0, None) * frames).astype(np.float32) / frames
-    counts = det.gain * photons + det.offset
+    electrons = rng.poisson(np.clip(expected_photons, 0, None) * frames).astype(np.float32)
+    if det.kind == "emccd":
+        # gain register: n electrons out of the register ~ Gamma(n, 1) (mean n, variance n on top
+        # of the Poisson variance n: excess noise factor √2); zero in, zero out.
+        electrons = rng.gamma(np.maximum(electrons, 1e-12), 1.0).astype(np.float32) * (electrons > 0)
+    photons = electrons / frames
+    offset, gain, read = camera_pattern(det, photons.shape)
+    counts = gain * photons + offset
     if det.read_noise > 0:
-        counts += rng.normal(0.0, det.read_noise, counts.shape).astype(np.float32) / np.sqrt(frames)
+        counts += rng.normal(0.0, 1.0, counts.shape).astype(np.float32) * read / np.sqrt(frames)
     top = 2**det.bit_depth - 1
     return np.clip(np.rint(counts), 0, top).astype(np.uint8 if det.bit_depth == 8 else np.uint16)
 
 
-def _background(shape: tuple[int, int], mean_photons: float, tilt: np.ndarray) -> np.ndarray:
-    """Autofluorescence/haze: a gentle linear gradient around the mean (known exactly)."""
+def _background(shape: tuple[int, int], mean_photons: float, tilt: np.ndarray,
+                texture: np.ndarray | None = None) -> np.ndarray:
+    """Autofluorescence/haze: a gentle linear gradient around the mean (known exactly), times an
+    optional smooth texture field (mean 1) sampled on this grid."""
     yy = (np.arange(shape[0], dtype=np.float32) / max(shape[0] - 1, 1) - 0.5)[:, None]
     xx = (np.arange(shape[1], dtype=np.float32) / max(shape[1] - 1, 1) - 0.5)[None, :]
-    return mean_photons * (1.0 + tilt[0] * yy + tilt[1] * xx)
+    plane = mean_photons * (1.0 + tilt[0] * yy + tilt[1] * xx)
+    if texture is not None:
+        plane = plane * _resize_smooth(texture, shape)
+    return plane
+
+
+def _texture_field(rng: np.random.Generator, amplitude: float, field_um: float) -> np.ndarray | None:
+    """A smooth positive random field (mean ~1, features ~5–20 µm) on a 64² grid spanning the field."""
+    if amplitude <= 0:
+        return None
+    noise = rng.standard_normal((64, 64))
+    sigma = max(64 * 8.0 / max(field_um, 1e-6), 1.0)
+    smooth = ndimage.gaussian_filter(noise, sigma, mode="wrap")
+    smooth /= smooth.std() + 1e-12
+    return np.exp(amplitude * smooth - 0.5 * amplitude**2).astype(np.float32)
+
+
+def _resize_smooth(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    zoom = (shape[0] / field.shape[0], shape[1] / field.shape[1])
+    out = ndimage.zoom(field, zoom, order=1, mode="nearest", grid_mode=True)
+    return out[: shape[0], : shape[1]]
 
 
 def _bright_end(image: np.ndarray) -> float:
@@ -210,9 +258,11 @@ def simulate_pair(modality: str, structure: str, *, seed: int, hr_shape: tuple[i
     hr_gain = spec.hr.detector.peak_photons / _bright_end(hr_signal)
     lr_gain = spec.lr.detector.peak_photons / _bright_end(lr_signal_on_hr)
     tilt = rng.uniform(-0.15, 0.15, 2)
-    bg_hr = _background((hr_h, hr_w), spec.hr.detector.background_photons, tilt)
-    bg_lr = _background((lr_h, lr_w), spec.lr.detector.background_photons, tilt)
-    bg_lr_on_hr = _background((hr_h, hr_w), spec.lr.detector.background_photons, tilt)
+    texture = (_texture_field(np.random.default_rng([seed, 7]), spec.background_texture,
+                              max(hr_h, hr_w) * spec.hr.pixel_size_um) if spec.background_texture > 0 else None)
+    bg_hr = _background((hr_h, hr_w), spec.hr.detector.background_photons, tilt, texture)
+    bg_lr = _background((lr_h, lr_w), spec.lr.detector.background_photons, tilt, texture)
+    bg_lr_on_hr = _background((hr_h, hr_w), spec.lr.detector.background_photons, tilt, texture)
 
     hr_photons = np.clip(hr_signal, 0, None) * hr_gain + bg_hr
     lr_photons = np.clip(lr_signal, 0, None) * lr_gain + bg_lr

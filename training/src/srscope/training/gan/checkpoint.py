@@ -48,3 +48,36 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a srscope GAN checkpoint")
     return state
+
+
+def generator_state_from_onnx(path: str | Path) -> dict[str, Any]:
+    """A checkpoint-like state (``generator``, ``generator_config``, ``provenance``) from a shipped
+    ``.onnx`` file, so transfer learning can start from a released model whose training run is gone.
+
+    The exported graph keeps the generator's parameter names (``generator.<name>``), so the
+    initializers map one to one onto a fresh :class:`Generator`'s state dict; the card's provenance
+    names the generator configuration. There is no discriminator: D starts fresh.
+    """
+    import onnx
+    from onnx import numpy_helper
+    from srscope.runtime.card import ModelCardError, read_card
+
+    path = Path(path)
+    try:
+        card = read_card(path)
+    except ModelCardError as exc:
+        raise CheckpointError(str(exc)) from None
+    config = card.provenance.get("generator_config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: the model card does not name its generator configuration")
+    if card.precision != "fp32":
+        raise CheckpointError(f"{path}: transfer learning needs the fp32 model, not {card.precision}")
+    model = onnx.load(str(path))
+    prefix = "generator."
+    weights = {init.name[len(prefix):]: torch.from_numpy(numpy_helper.to_array(init).copy())
+               for init in model.graph.initializer if init.name.startswith(prefix)}
+    return {"format": CHECKPOINT_FORMAT, "generator": weights, "generator_config": config,
+            "discriminator": None, "iteration": card.provenance.get("selected_iteration"),
+            "config": {"dataset": (card.provenance.get("dataset") or None)},
+            "provenance": {"onnx": str(path), "name": card.name, "version": card.version,
+                           "weights_sha256": card.weights_sha256, **card.provenance}}

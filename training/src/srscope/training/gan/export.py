@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from srscope.runtime.card import (
     AffineIntensity,
+    IntensityRule,
     ModelCard,
     embed_card,
     weights_checksum,
@@ -110,6 +111,7 @@ def build_card(state: dict[str, Any], *, name: str, version: str, precision: str
         "dataset_splits": attrs.get("splits"),
         "dataset_source": attrs.get("source"),
         "dataset_registration": attrs.get("registration"),
+        "dataset_randomisation": attrs.get("randomisation"),
     })
     provenance.update(extra_provenance or {})
     return ModelCard(
@@ -119,6 +121,7 @@ def build_card(state: dict[str, Any], *, name: str, version: str, precision: str
         output_pixel_size_um=float(attrs["output_pixel_size_um"]),
         normalization=AffineIntensity(**attrs["normalization"]),
         denormalization=AffineIntensity(**attrs["denormalization"]),
+        intensity=IntensityRule(**attrs.get("intensity", {"mode": "fixed"})),
         halo_px=halo_px, size_multiple=size_multiple, weights_sha256=weights_sha256,
         emission_wavelength_nm=attrs.get("emission_wavelength_nm"), precision=precision,
         description=description, provenance=provenance,

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import generator_state_from_onnx, load_checkpoint, save_checkpoint
 from .losses import LossWeights, auto_weights, discriminator_loss, generator_loss
 from .networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from .patches import PatchSampler, central_crop, load_split, read_attrs
@@ -228,8 +228,10 @@ class Trainer:
         return w
 
     def _init_from(self, path: str) -> None:
-        """Transfer learning: start from an earlier model's weights, fresh optimisers and schedule."""
-        state = load_checkpoint(path)
+        """Transfer learning: start from an earlier model's weights, fresh optimisers and schedule.
+
+        ``path`` is a run directory, a checkpoint, or a shipped ``.onnx`` model (generator only)."""
+        state = generator_state_from_onnx(path) if str(path).endswith(".onnx") else load_checkpoint(path)
         if state["generator_config"] != self.g_config.to_dict():
             raise ValueError(f"--init-from {path}: generator {state['generator_config']} differs from "
                              f"this run's {self.g_config.to_dict()}")

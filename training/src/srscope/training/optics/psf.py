@@ -52,20 +52,26 @@ def born_wolf_psf(
     defocus_um: float = 0.0,
     oversample: int = 5,
     pupil_samples: int = 256,
+    spherical_rms_waves: float = 0.0,
 ) -> np.ndarray:
     """A ``size × size`` (odd) 2D PSF at ``defocus_um`` from focus, summing to 1.
 
-    h(r, z) = |∫₀¹ J₀(k·NA·r·ρ) · exp(−½ i k z NA² ρ² / n) ρ dρ|², k = 2π/λ (Born & Wolf,
-    paraxial defocus). Evaluated on an ``oversample``× finer grid and summed per camera pixel,
-    because at 325 nm pixels the Airy core is only ~2 pixels wide and point sampling would
-    misstate its width.
+    h(r, z) = |∫₀¹ J₀(k·NA·r·ρ) · exp(−½ i k z NA² ρ² / n) · exp(2πi·c·Z₄⁰(ρ)) ρ dρ|², k = 2π/λ
+    (Born & Wolf, paraxial defocus), with an optional primary spherical aberration of ``c`` waves
+    RMS (Zernike Z₄⁰ = √5(6ρ⁴ − 6ρ² + 1)): the one aberration a radially symmetric pupil integral
+    can carry, and the commonest on real stands (index mismatch, wrong coverslip). Evaluated on an
+    ``oversample``× finer grid and summed per camera pixel, because at 325 nm pixels the Airy core
+    is only ~2 pixels wide and point sampling would misstate its width.
     """
     if not (0 < na <= n_immersion):
         raise ValueError(f"NA {na} must be in (0, n_immersion={n_immersion}]")
     k = 2.0 * np.pi / wavelength_um
 
     def amplitude(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
-        return j0(k * na * r * rho) * np.exp(-0.5j * k * defocus_um * na**2 * rho**2 / n_immersion)
+        phase = -0.5 * k * defocus_um * na**2 * rho**2 / n_immersion
+        if spherical_rms_waves:
+            phase = phase + 2.0 * np.pi * spherical_rms_waves * np.sqrt(5.0) * (6 * rho**4 - 6 * rho**2 + 1)
+        return j0(k * na * r * rho) * np.exp(1j * phase)
 
     psf = _pixel_integrated_radial_psf(size, pixel_size_um, oversample, pupil_samples, amplitude)
     return (psf / psf.sum()).astype(np.float64)
