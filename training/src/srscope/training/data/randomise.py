@@ -5,7 +5,7 @@ widefield model lost 1–4 dB to a camera offset change and fell below bilinear 
 images. Each field of a training set therefore gets its own camera (offset 0–1,000 counts, gain,
 photon budget ~100–10,000 photons peak, read noise, CCD / sCMOS / EMCCD noise), sample (background
 and autofluorescence texture, out-of-focus haze, density) and optics (NA ±5 %, emission
-450–700 nm, focus error and mild spherical aberration, pixel size ±10 %, residual misregistration).
+450–700 nm, focus error up to ±2 µm and mild spherical aberration, pixel size ±10 %, residual misregistration).
 
 The result is a dict of :func:`srscope.training.data.simulate.simulate_pair` overrides plus the
 misregistration flag, so every knob stays testable on its own and a field can be re-simulated
@@ -59,7 +59,7 @@ class DomainRandomisation:
     density: Span = Span(0.4, 2.5, log=True)
     na_jitter: float = 0.05
     emission_nm: Span = Span(450.0, 700.0)
-    focus_error_um: Span = Span(-0.6, 0.6)
+    focus_error_um: Span = Span(-2.0, 2.0)              # ~±0.6 of the 10x/0.4 depth of field (λ/NA²)
     spherical_rms_waves: Span = Span(0.0, 0.12)
     pixel_size_jitter: float = 0.10
     residual_shift_px: float = 0.5          # HR pixels
@@ -86,14 +86,21 @@ class RandomisedField:
     record: dict[str, Any]   # JSON-friendly summary of what was drawn (stored in the dataset)
 
 
+#: Brightest expected pixel (peak + background) at most this share of the 16-bit range above the
+#: offset: a saturated frame is a different problem (the trust score's), not a training example.
+_HEADROOM = 0.6
+
+
 def _camera(rng: np.random.Generator, r: DomainRandomisation, nominal: Detector, peak: float,
-            background_photons: float, pattern_seed: int) -> Detector:
-    kind = str(rng.choice(r.camera_kinds))
+            background_photons: float, pattern_seed: int, kinds: tuple[str, ...]) -> Detector:
+    kind = str(rng.choice(kinds))
     gain = r.gain.draw(rng)
     read_e = r.read_noise_e.draw(rng)
+    offset = r.offset_counts.draw(rng)
     if kind == "emccd":
         gain *= 10.0        # EM gain lifts the signal far above the (unchanged) read noise
-    return Detector(gain=gain, offset=r.offset_counts.draw(rng), read_noise=gain * read_e if kind != "emccd" else read_e,
+    gain = min(gain, _HEADROOM * (65535.0 - offset) / (peak + background_photons))
+    return Detector(gain=gain, offset=offset, read_noise=gain * read_e if kind != "emccd" else read_e,
                     bit_depth=16, peak_photons=peak, background_photons=background_photons,
                     frames_averaged=nominal.frames_averaged, kind=kind, pattern_seed=pattern_seed,
                     offset_sd=float(rng.uniform(0.5, 3.0)) * gain if kind == "scmos" else 0.0,
@@ -109,8 +116,10 @@ def draw_field(modality: str, rng: np.random.Generator, r: DomainRandomisation |
     hr_peak = r.hr_peak_photons.draw(rng)
     hr_bg = lr_bg / lr_peak * hr_peak
     pattern_seed = int(rng.integers(0, 2**31 - 1))
-    lr_det = _camera(rng, r, spec.lr.detector, lr_peak, lr_bg, pattern_seed)
-    hr_det = _camera(rng, r, spec.hr.detector, hr_peak, hr_bg, pattern_seed + 1)
+    lr_det = _camera(rng, r, spec.lr.detector, lr_peak, lr_bg, pattern_seed, r.camera_kinds)
+    # the target camera is a well-exposed CCD/sCMOS (no EM excess noise in the reference)
+    hr_det = _camera(rng, r, spec.hr.detector, hr_peak, hr_bg, pattern_seed + 1,
+                     tuple(k for k in r.camera_kinds if k != "emccd") or ("ccd",))
     pixel_factor = float(rng.uniform(1 - r.pixel_size_jitter, 1 + r.pixel_size_jitter))
     overrides: dict[str, Any] = {
         "lr__detector": lr_det, "hr__detector": hr_det,

@@ -156,7 +156,7 @@ def _texture_field(rng: np.random.Generator, amplitude: float, field_um: float) 
     noise = rng.standard_normal((64, 64))
     sigma = max(64 * 8.0 / max(field_um, 1e-6), 1.0)
     smooth = ndimage.gaussian_filter(noise, sigma, mode="wrap")
-    smooth /= smooth.std() + 1e-12
+    smooth = (smooth - smooth.mean()) / (smooth.std() + 1e-12)
     return np.exp(amplitude * smooth - 0.5 * amplitude**2).astype(np.float32)
 
 
