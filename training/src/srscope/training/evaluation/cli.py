@@ -11,11 +11,16 @@ Examples::
 
     # registered real pairs <name>_lr.ome.tif / <name>_hr.ome.tif
     srtrain evaluate MODEL out/eval-real --data pairs/ --modality widefield
+    # semi-real: real fluorescence specimens from PyPI packages, Gaussian optics, sCMOS/EMCCD cameras
+    srtrain evaluate models/widefield-10x0.4-to-20x0.75.onnx out/eval-semireal --semireal \
+        --ablation models/ablation/widefield-10x0.4-to-20x0.75-cnn-only.onnx \
+        --compare v3.0=models/legacy/widefield-10x0.4-to-20x0.75-v3.0.onnx
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -34,6 +39,7 @@ from srscope.training.evaluation.methods import (
     baseline_psf,
     deconvolution_input,
     describe_optics,
+    exact_lucy_richardson_method,
     input_optics,
     network_method,
 )
@@ -48,6 +54,8 @@ from srscope.training.evaluation.testset import (
 #: First test seed. Training datasets simulate from seeds 0+, 100000+ (validation) and 200000+
 #: (held-out test), so a model trained on beads is never evaluated on a bead field it saw.
 DEFAULT_TEST_SEED = 500_000
+#: The semi-real source that tunes the Lucy–Richardson baselines (left out of the test set).
+SEMIREAL_VALIDATION_SOURCE = "neuron"
 #: Structures measured for PSF FWHM when ``--fwhm auto``: point-like samples.
 SPOT_STRUCTURES = {"beads", "ccps"}
 _CARD_MODALITY_PREFIXES = {"widefield": "widefield", "confocal": "confocal-sted", "sted": "confocal-sted",
@@ -58,8 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="exported generator (.onnx with an srscope card)")
     parser.add_argument("out", type=Path, help="output directory for report.md, figures and summary.json")
     parser.add_argument("--ablation", type=Path, help="CNN-only ablation model (.onnx), evaluated as 'cnn-only'")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL",
+                        help="another network to score beside the GAN, e.g. v3.0=models/legacy/…onnx (repeatable)")
     source = parser.add_argument_group("test set (simulated unless --data is given)")
     source.add_argument("--data", type=Path, help="directory of registered <name>_lr / <name>_hr pairs")
+    source.add_argument("--semireal", action="store_true",
+                        help="semi-real widefield set: real specimens shipped in PyPI packages, imaged with "
+                             "Gaussian PSFs, area binning and sCMOS/EMCCD cameras (not the training simulator); "
+                             f"the '{SEMIREAL_VALIDATION_SOURCE}' source tunes Lucy–Richardson and is left out")
     source.add_argument("--validation-data", type=Path,
                         help="directory of pairs for the LR search (default with --data: its first pair, "
                              "which is then left out of the test set)")
@@ -117,6 +131,42 @@ def choose_lucy_richardson(validation: EvalPair, modality: str, metric: str, sea
                                   dampings=DEFAULT_LR_DAMPINGS)
 
 
+def _semireal_set(seed: int) -> tuple[EvalPair, list[EvalPair], object, str]:
+    """(validation pair, test pairs, exact LR PSF on the HR grid, description) of the semi-real set."""
+    from srscope.training.evaluation.semireal import (
+        DEFAULT_CAMERAS,
+        available_sources,
+        gaussian_psf_sigma_um,
+        semireal_pairs,
+    )
+
+    from .methods import gaussian_box_psf
+
+    names = available_sources()
+    test_names = [n for n in names if n != SEMIREAL_VALIDATION_SOURCE]
+    if SEMIREAL_VALIDATION_SOURCE not in names or not test_names:
+        raise ValueError("the semi-real set needs its source packages: pip install 'srscope-training[semireal]'")
+    validation = semireal_pairs([SEMIREAL_VALIDATION_SOURCE], seed=seed + 1, cameras=DEFAULT_CAMERAS[:1])[0]
+    tests = semireal_pairs(test_names, seed=seed)
+    first = tests[0]
+    sigma = gaussian_psf_sigma_um(first.emission_wavelength_nm, first.lr_na)
+    psf = gaussian_box_psf(sigma, first.lr_pixel_size_um, first.hr_pixel_size_um)
+    description = (f"semi-real: {', '.join(test_names)} × cameras {', '.join(DEFAULT_CAMERAS)} (real specimens from "
+                   f"PyPI packages; Gaussian PSF σ = 0.21λ/NA, area binning, sCMOS/EMCCD noise), seed {seed}")
+    return validation.to_eval_pair(), [p.to_eval_pair() for p in tests], psf, description
+
+
+def _search_with_psf(validation: EvalPair, psf, metric: str, search: bool) -> LucyRichardsonChoice:
+    if not search:
+        return LucyRichardsonChoice(PAPER_LR_ITERATIONS, PAPER_LR_DAMPING, "paper", float("nan"))
+
+    def score(candidate, truth) -> float:
+        return getattr(score_image(candidate, truth), metric)
+
+    return search_lucy_richardson(deconvolution_input(validation), validation.hr, psf, score, metric=metric,
+                                  iterations=DEFAULT_LR_ITERATIONS, dampings=DEFAULT_LR_DAMPINGS)
+
+
 def run(args: argparse.Namespace) -> int:
     from srscope.training.evaluation.report import write_report
     from srscope.training.evaluation.runner import evaluate
@@ -133,7 +183,11 @@ def run(args: argparse.Namespace) -> int:
         if args.n_images < 1:
             raise ValueError("-n must be at least 1")
         hr_shape = (args.hr_size, args.hr_size)
-        if args.data:
+        exact_psf = None
+        if args.semireal:
+            validation, pairs, exact_psf, source = _semireal_set(args.seed)
+            n_pairs, structure = len(pairs), None
+        elif args.data:
             emission = args.emission_nm or gan.card.emission_wavelength_nm
             pairs: list[EvalPair] | object = directory_pairs(args.data, emission_wavelength_nm=emission)
             if args.validation_data:
@@ -163,8 +217,19 @@ def run(args: argparse.Namespace) -> int:
         lr_choice = choose_lucy_richardson(validation.center_crop(args.search_size), modality, args.lr_metric,
                                            not args.no_lr_search)
         methods += baseline_methods(modality, lr_choice)
+        if exact_psf is not None:
+            exact_choice = _search_with_psf(validation.center_crop(args.search_size), exact_psf, args.lr_metric,
+                                            not args.no_lr_search)
+            methods.insert(2, exact_lucy_richardson_method(exact_psf, exact_choice))
+        methods[1] = dataclasses.replace(methods[1], name="lucy-richardson-nominal") if exact_psf is not None \
+            else methods[1]
         if ablation is not None:
             methods.append(ablation)
+        for item in args.compare:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--compare {item!r} is not of the form NAME=MODEL.onnx")
+            methods.append(network_method(name, Path(path), device=args.device, tile=args.tile))
         methods.append(gan)
         for net in (m for m in methods if m.is_network):
             net.run(validation)  # warm-up: session start-up is not part of the per-image time

@@ -506,9 +506,15 @@ class SemiRealPair:
         return born_wolf_psf(size, self.lr_pixel_size_um, self.emission_wavelength_nm / 1000.0,
                              self.lr_na, self.n_immersion)
 
-    def to_eval_pair(self) -> EvalPair:
-        """As an :class:`EvalPair` for the evaluation runner (float32 counts, known background)."""
-        return EvalPair(name=self.name, lr=self.lr.astype(np.float32), hr=self.hr.astype(np.float32),
+    def to_eval_pair(self, reference: Literal["clean", "noisy"] = "clean") -> EvalPair:
+        """As an :class:`EvalPair` for the evaluation runner (float32 counts, known background).
+
+        The reference is the noise-free HR by default: at the set's 150–1,500 photons a noisy
+        reference caps every method near the same PSNR and rewards denoising over resolution,
+        and resolution is what the set is built to test (``"noisy"`` gives the camera's HR frame).
+        """
+        hr = self.hr_clean if reference == "clean" else self.hr
+        return EvalPair(name=self.name, lr=self.lr.astype(np.float32), hr=hr.astype(np.float32),
                         lr_pixel_size_um=self.lr_pixel_size_um, hr_pixel_size_um=self.hr_pixel_size_um,
                         emission_wavelength_nm=self.emission_wavelength_nm,
                         background_lr=self.background_lr, background_hr=self.background_hr)

@@ -63,6 +63,38 @@ def heldout_scores(model: Path, modality: str, structure: str, seeds: list[int],
     return summary
 
 
+def _intensity_row(card: Any) -> str:
+    if card.intensity.mode == "percentile":
+        return (f"| intensity | per image: (counts − P{card.intensity.low:g}) / (P{card.intensity.high:g} − "
+                f"P{card.intensity.low:g}), output mapped back through the same affine (camera-independent: "
+                f"enhance(a·x + b) = a·enhance(x) + b); `fixed` policy: training median offset "
+                f"{card.normalization.offset:g}, scale {card.normalization.scale:g} |")
+    return (f"| intensity | input (counts − {card.normalization.offset:g}) / {card.normalization.scale:g}; "
+            f"output × {card.denormalization.scale:g} + {card.denormalization.offset:g} (fixed: one camera) |")
+
+
+def _span(value: Any, unit: str = "", scale: float = 1.0) -> str:
+    if isinstance(value, dict) and "lo" in value:
+        kind = " (log-uniform)" if value.get("log") else ""
+        return f"{value['lo'] * scale:g}–{value['hi'] * scale:g}{unit}{kind}"
+    return f"{value}"
+
+
+def _randomisation_text(r: dict[str, Any]) -> str:
+    """The dataset's randomisation ranges as one table cell."""
+    return "; ".join([
+        (f"camera offset {_span(r['offset_counts'], ' counts')}, gain {_span(r['gain'], ' counts/e⁻')}, "
+        f"{'/'.join(r['camera_kinds'])}, read noise {_span(r['read_noise_e'], ' e⁻')}"),
+        f"LR peak {_span(r['peak_photons'], ' photons')}, HR peak {_span(r['hr_peak_photons'], ' photons')}",
+        f"background {_span(r['background_fraction'], '', 100)} % of peak, texture {_span(r['background_texture'])}",
+        f"haze layer {_span(r['haze_depth_um'], ' µm')} deep, share {_span(r['haze_fraction'])}",
+        (f"NA ±{r['na_jitter'] * 100:g} %, emission {_span(r['emission_nm'], ' nm')}, focus error "
+        f"{_span(r['focus_error_um'], ' µm')}, spherical {_span(r['spherical_rms_waves'], ' waves RMS')}"),
+        f"pixel size ±{r['pixel_size_jitter'] * 100:g} %, residual shift ≤ {r['residual_shift_px']:g} HR px",
+        f"density ×{_span(r['density'])}",
+    ])
+
+
 def _fmt_fwhm(f: dict[str, Any]) -> str:
     return f"{f['median_fwhm_nm']:.0f} nm (peak {f['peak_fwhm_nm']:.0f} nm, {f['n_fitted']}/{f['n_spots']} spots)"
 
@@ -84,8 +116,7 @@ def card_markdown(model: Path, scores: dict[str, Any], *, note: str = "") -> str
         f"| input | {card.input_modality}, {card.input_pixel_size_um * 1000:.1f} nm pixels |",
         f"| output | {card.output_modality}, {card.output_pixel_size_um * 1000:.1f} nm pixels (×{card.integer_scale}) |",
         f"| emission | {card.emission_wavelength_nm:.0f} nm |" if card.emission_wavelength_nm else "| emission | – |",
-        (f"| intensity | input (counts − {card.normalization.offset:g}) / {card.normalization.scale:g}; "
-        f"output × {card.denormalization.scale:g} + {card.denormalization.offset:g} |"),
+        _intensity_row(card),
         f"| halo / size multiple | {card.halo_px} input px / {card.size_multiple} input px |",
         (f"| generator | U-Net of the Methods, base width {prov.get('generator_width')} "
         f"(paper: 32), channels doubling per level |"),
@@ -119,6 +150,8 @@ def card_markdown(model: Path, scores: dict[str, Any], *, note: str = "") -> str
     source = prov.get("dataset_source") or {}
     if source:
         lines.append(f"| simulator seeds | {source.get('seeds')}, fields of view {source.get('fov_hr_px')} HR px |")
+    if prov.get("dataset_randomisation"):
+        lines.append(f"| domain randomisation | {_randomisation_text(prov['dataset_randomisation'])} |")
     lines += ["", "## Training command", "", "```", prov.get("command", "?"), "```", "",
               "## Held-out evaluation", "",
               (f"Fields of view simulated with seeds {scores['seeds']} "

@@ -100,11 +100,11 @@ def build_randomised_dataset(out: str | Path, modality: str, structure: str | li
                              patch: int = 128, seed: int = 0, low: float = 1.0, high: float = 99.8,
                              randomisation=None) -> Path:
     """A dataset of domain-randomised fields, each normalised by its own percentiles (see module doc)."""
-    from srscope.training.data.randomise import DomainRandomisation, draw_field
+    from srscope.training.data.randomise import defaults_for, draw_field
     from srscope.training.data.simulate import simulate_pair
 
     structures = parse_structures(structure)
-    randomisation = randomisation or DomainRandomisation()
+    randomisation = randomisation or defaults_for(modality)
     splits, fov_ids, fields, mappings = {}, {}, {}, []
     first = None
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
