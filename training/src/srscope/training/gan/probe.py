@@ -50,6 +50,7 @@ def enhance_whole_image(graph: torch.nn.Module, lr: np.ndarray, *, scale: int, m
 
 def score_checkpoints(checkpoints: list[str | Path], pairs: list, *, margin: int = 24) -> list[CheckpointScore]:
     from srscope.runtime.card import AffineIntensity
+    from srscope.runtime.intensity import percentile_affine
     from srscope.training.evaluation.metrics import score_image
 
     from .checkpoint import load_checkpoint
@@ -59,8 +60,17 @@ def score_checkpoints(checkpoints: list[str | Path], pairs: list, *, margin: int
     for path in checkpoints:
         state = load_checkpoint(path)
         graph, _, scale, multiple = checkpoint_graph(state)
-        norm = AffineIntensity(**state["dataset_attrs"]["normalization"])
-        per_image = [score_image(enhance_whole_image(graph, norm.normalise(p.lr), scale=scale, multiple=multiple,
+        attrs = state["dataset_attrs"]
+        rule = attrs.get("intensity", {"mode": "fixed"})
+        fixed = AffineIntensity(**attrs["normalization"])
+
+        def normalise(lr: np.ndarray) -> np.ndarray:
+            # percentile datasets: each image by its own percentiles, as the runtime does
+            if rule["mode"] == "percentile":
+                return percentile_affine(lr, rule["low"], rule["high"]).normalise(lr)
+            return fixed.normalise(lr)
+
+        per_image = [score_image(enhance_whole_image(graph, normalise(p.lr), scale=scale, multiple=multiple,
                                                      margin=margin), np.asarray(p.hr, dtype=np.float64))
                      for p in pairs]
         scores.append(CheckpointScore(str(path), state.get("iteration"),
