@@ -64,7 +64,7 @@ def score_checkpoints(checkpoints: list[str | Path], pairs: list, *, margin: int
         rule = attrs.get("intensity", {"mode": "fixed"})
         fixed = AffineIntensity(**attrs["normalization"])
 
-        def normalise(lr: np.ndarray) -> np.ndarray:
+        def normalise(lr: np.ndarray, rule: dict = rule, fixed: AffineIntensity = fixed) -> np.ndarray:
             # percentile datasets: each image by its own percentiles, as the runtime does
             if rule["mode"] == "percentile":
                 return percentile_affine(lr, rule["low"], rule["high"]).normalise(lr)
