@@ -1,17 +1,28 @@
 """An ``srrun`` job: check everything up front, stream planes into the output, finish atomically.
 
-The output is always built as an OME-Zarr store first (the final ``.ome.zarr``, or a hidden
-``.<name>.srrun-partial.zarr`` next to a TIFF output). While the job runs the store is marked
+The output is always built as an OME-Zarr *work store* first: the final ``.ome.zarr`` itself for a
+new or resumed job; a hidden ``.<name>.srrun-new.zarr`` beside it with ``--overwrite``, so the old
+output survives any failure and is swapped out only once the new one is finished; a hidden
+``.<name>.srrun-partial.zarr`` beside a TIFF output. While the job runs the store is marked
 incomplete and carries a :class:`ProgressRecord`; a rerun of the *same* job (same input, models,
-tile settings and dtype) skips the planes already recorded. Each plane is stored with its pyramid
-levels; only when every plane is stored is the NGFF metadata written (and, for TIFF, the OME-TIFF
-streamed out and renamed into place), so nothing that looks finished is ever half-written.
+tile settings and dtype) skips the planes already recorded, and a rerun of a finished job does
+nothing. Each plane is stored with its pyramid levels; only when every plane is stored is the NGFF
+metadata written (and, for TIFF, the OME-TIFF streamed out and renamed into place), so nothing that
+looks finished is ever half-written.
+
+Everything that creates, deletes or replaces a store happens under that store's job lock (held by
+the run writing it, for its whole duration), so two runs on one output can never mix their planes:
+the one that finds the other's lock refuses with a one-line error and claims no success.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import errno
+import glob
+import os
 import shutil
 import socket
 import time
@@ -33,8 +44,8 @@ from srscope.runtime.io import (
     store_status,
 )
 from srscope.runtime.io.lazy import canonical_axes
-from srscope.runtime.io.omezarr import COMPLETE, INCOMPLETE
-from srscope.runtime.io.tiff import write_tiff
+from srscope.runtime.io.omezarr import COMPLETE, INCOMPLETE, SRSCOPE_KEY, ChannelRanges
+from srscope.runtime.io.tiff import refuse_guessed_layout, tiff_job_metadata, write_tiff
 from srscope.runtime.planes import (
     ModelSpec,
     Plane,
@@ -61,6 +72,16 @@ if TYPE_CHECKING:  # dask.distributed is an optional extra
 PIXEL_SIZE_WARN = 0.05
 PIXEL_SIZE_REFUSE = 0.20
 
+#: A store being created lives under a temporary name for milliseconds; one older than this was
+#: left by a killed run and is removed.
+CREATION_GRACE_S = 60.0
+
+#: Test seam (used by tests/runtime/test_srrun_safety.py, harmless otherwise): ``"N:GATE"`` makes
+#: the driver pause after its N-th computed plane, still holding the job lock, create
+#: ``GATE.paused`` and wait (at most 5 minutes) until the file ``GATE`` exists. It lets a test run
+#: two real srrun processes against one output in a fixed interleaving.
+PAUSE_ENV = "SRRUN_TEST_PAUSE"
+
 
 @dataclass
 class JobPlan:
@@ -77,6 +98,9 @@ class JobPlan:
     output_pixel_size_um: tuple[float, float]
     identity: dict
     warnings: list[str] = field(default_factory=list)
+    overwrite: bool = False
+    #: NGFF translation of the output grid (see :func:`_output_translation`)
+    output_translation: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_planes(self) -> int:
@@ -95,12 +119,22 @@ class JobReport:
     clipped_pixels: int
     seconds: float
     warnings: list[str]
+    #: the output already held this job's finished result: nothing was done
+    already_complete: bool = False
 
 
-def _store_path_for(output: Path) -> Path:
+def _store_path_for(output: Path, overwrite: bool) -> Path:
+    """Where the planes go: OUTPUT itself for a new or resumed OME-Zarr; beside it when replacing
+    one (the old output must survive until the new one is finished) or when writing a TIFF."""
     if image_format(output) == "zarr":
-        return output
+        return output.with_name(f".{output.name}.srrun-new.zarr") if overwrite else output
     return output.with_name(f".{output.name}.srrun-partial.zarr")
+
+
+def _nested(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` are the same path or one lies inside the other (after resolving links)."""
+    a, b = a.resolve(), b.resolve()
+    return a == b or a in b.parents or b in a.parents
 
 
 def _looks_like_zarr(path: Path) -> bool:
@@ -112,8 +146,33 @@ def _remove(path: Path) -> None:
         if not _looks_like_zarr(path):
             raise BatchError(f"{path}: is a directory that is not a zarr store; refusing to delete it")
         shutil.rmtree(path)
-    elif path.exists():
+    elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _job_of(store: Path) -> dict | None:
+    """The job identity an srscope store was created for, or ``None`` if it is not one."""
+    try:
+        return OmeZarrWriter.open_any(store).job
+    except Exception:  # noqa: BLE001 - unreadable: not ours
+        return None
+
+
+def _finished_record(plan: JobPlan) -> dict | None:
+    """The ``srrun`` provenance of OUTPUT if it already holds *this* job's finished result, else ``None``."""
+    out = plan.output_path
+    if image_format(out) == "zarr":
+        if store_status(out) != COMPLETE:
+            return None
+        try:
+            state = dict(OmeZarrWriter.open_any(out).group.attrs.get(SRSCOPE_KEY, {}))
+        except Exception:  # noqa: BLE001 - vanished meanwhile
+            return None
+        return dict(state.get("metadata", {}).get("srrun", {})) if state.get("job") == plan.identity else None
+    if not out.is_file():
+        return None
+    record = tiff_job_metadata(out).get("srrun", {})
+    return dict(record) if isinstance(record, dict) and record.get("job") == plan.identity else None
 
 
 def _check_pixel_size(file_size: tuple[float, float], unknown: bool, card: ModelCard,
@@ -143,13 +202,20 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
     image_format(output_path)  # unknown output suffix fails before any work
     if output_path.resolve() == input_path.resolve():
         raise BatchError("OUTPUT is the same path as INPUT")
+    if _nested(output_path, input_path):  # --overwrite would delete the input, or write into it
+        raise BatchError(f"OUTPUT {output_path} and INPUT {input_path} are nested (one is inside the other); "
+                         "write the output elsewhere")
     if options.dtype not in OUTPUT_DTYPES:
         raise BatchError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {options.dtype!r}")
     if options.batch_size < 1 or (options.tile is not None and options.tile < 1):
         raise BatchError("--tile and --batch-size must be positive")
     if options.overlap is not None and options.overlap < 0:
         raise BatchError("--overlap must be >= 0")
+    if options.threads is not None and options.threads < 1:
+        raise BatchError("--threads must be >= 1")
     source = read_image(input_path)
+    if image_format(input_path) == "tiff":
+        refuse_guessed_layout(input_path)  # RGB, or >3-D without axes: the planes would be guessed
     dtype = np.dtype(source.dtype)
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)) or dtype == np.bool_:
         raise BatchError(f"{input_path}: pixel type {dtype} is not a real number type")
@@ -182,7 +248,7 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
     axes = canonical_axes(source.axes)
     in_shape = tuple(source.shape[source.axes.index(a)] for a in axes)
     out_shape = in_shape[:-2] + (in_shape[-2] * scale, in_shape[-1] * scale)
-    store = _store_path_for(output_path)
+    store = _store_path_for(output_path, overwrite)
     model_strs = tuple(str(p) if p is not None else None for p in per_channel)
     mappings = _series_mappings(source, axes, model_strs, cards, options)
     task = PlaneTask(input_path=str(input_path.resolve()), store_path=str(store.resolve()),
@@ -200,9 +266,24 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
     calibration = dataclasses.replace(source, data=np.broadcast_to(np.zeros((), dtype), source.shape))
     plan = JobPlan(input_path=input_path, output_path=output_path, store_path=store, source=calibration,
                    axes=axes, output_shape=out_shape, task=task, cards=cards,
-                   output_pixel_size_um=out_size, identity=identity, warnings=notes)
-    _check_output(plan, overwrite)
+                   output_pixel_size_um=out_size, identity=identity, warnings=notes, overwrite=overwrite,
+                   output_translation=_output_translation(source.translation, scale, out_size))
+    _check_output(plan)
     return plan
+
+
+def _output_translation(source: dict[str, float], scale: int, out_size: tuple[float, float]) -> dict[str, float]:
+    """The input's NGFF translation, moved for the finer grid so both image the same positions.
+
+    NGFF coordinates are pixel *centres*: input pixel i sits at ``T + p·i``. It covers output pixels
+    ``s·i … s·i + s - 1``, whose centres average to output index ``s·i + (s - 1)/2``, i.e. to
+    ``T' + (p/s)·(s·i + (s - 1)/2)``. Equal for every i when ``T' = T - (s - 1)/2 · p/s``: the
+    output's first pixel centre lies (s - 1)/(2s) of an input pixel before the input's.
+    """
+    shifted = dict(source)
+    for axis, size in zip("yx", out_size):
+        shifted[axis] = shifted.get(axis, 0.0) - (scale - 1) / 2 * size
+    return {a: v for a, v in shifted.items() if v}
 
 
 def _series_mappings(source: Image, axes: str, models: Sequence[str | None], cards: dict[str, ModelCard],
@@ -237,16 +318,24 @@ def _series_mappings(source: Image, axes: str, models: Sequence[str | None], car
     return tuple(out)
 
 
-def _check_output(plan: JobPlan, overwrite: bool) -> None:
-    """Refuse to touch outputs that are not ours to resume; clear them with ``overwrite``."""
+def _check_output(plan: JobPlan) -> None:
+    """Refuse, before any work, outputs that are not ours to resume or (with ``--overwrite``) replace.
+
+    Nothing is deleted here: with ``--overwrite`` the old output is replaced only at the end of a
+    successful run (:func:`_publish`), so a failure at any point leaves it as it was.
+    """
     out, store = plan.output_path, plan.store_path
     if not out.parent.is_dir():
         raise BatchError(f"{out.parent}: output directory does not exist")
-    if overwrite:
-        _remove(out)
-        if store != out:
-            _remove(store)
+    if not os.access(out.parent, os.W_OK):
+        raise BatchError(f"{out.parent}: output directory is not writable")
+    if plan.overwrite:
+        for path in {out, store}:
+            if path.is_dir() and not _looks_like_zarr(path):
+                raise BatchError(f"{path}: is a directory that is not a zarr store; refusing to replace it")
         return
+    if _finished_record(plan) is not None:
+        return  # a rerun of a finished job: run_job says so and does nothing
     if store != out and out.exists():
         raise BatchError(f"{out}: already exists; pass --overwrite to replace it")
     if not store.exists():
@@ -256,9 +345,185 @@ def _check_output(plan: JobPlan, overwrite: bool) -> None:
     resumable = status == INCOMPLETE or (status == COMPLETE and store != out)
     if not resumable:
         raise BatchError(f"{out}: already exists; pass --overwrite to replace it")
-    if OmeZarrWriter.open_any(store).job != plan.identity:
+    if _job_of(store) != plan.identity:
         raise BatchError(f"{store}: holds unfinished work of an srrun job with different input/models/options; "
                          "pass --overwrite to discard it")
+
+
+def _tidy(store: Path) -> None:
+    """A finished store keeps no progress record (locking one to inspect or replace it makes one)."""
+    if store_status(store) == COMPLETE:
+        ProgressRecord(store).clear()
+
+
+def _enter_lock(stack: contextlib.ExitStack, store: Path, what: Path) -> None:
+    """Take ``store``'s job lock for the life of ``stack``, or fail if a live run holds it."""
+    try:
+        stack.enter_context(ProgressRecord(store).lock())
+    except RecordBusyError:
+        raise BatchError(f"{what}: another srrun is writing it right now") from None
+    stack.callback(_tidy, store)  # runs before the lock is released
+
+
+def _sweep_creations(store: Path) -> None:
+    """Remove half-created stores that killed runs left beside ``store`` (see :func:`_create_store`)."""
+    for stale in store.parent.glob(f".{glob.escape(store.name)}.*.srrun-create.zarr"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > CREATION_GRACE_S:
+                shutil.rmtree(stale)
+
+
+def _create_store(plan: JobPlan, held: contextlib.ExitStack) -> bool:
+    """Create the empty work store under a temporary name, lock it, then rename it into place.
+
+    Creating a store takes one write per pyramid level; a kill half-way used to leave a store every
+    rerun tripped over (or finished with too few levels). Renamed in only once complete, it is
+    never seen half-made, and already locked, so no other run can claim it first. Returns
+    ``False`` (and keeps nothing) if another run's store appeared at the path meanwhile.
+    """
+    store = plan.store_path
+    _sweep_creations(store)
+    tmp = store.with_name(f".{store.name}.{uuid.uuid4().hex[:8]}.srrun-create.zarr")
+    lock = contextlib.ExitStack()
+    try:
+        OmeZarrWriter.create(tmp, shape=plan.output_shape, dtype=plan.task.options.dtype,
+                             axes=plan.axes, job=plan.identity)
+        lock.enter_context(ProgressRecord(tmp).lock())  # the lock's inode moves with the rename
+        os.rename(tmp, store)  # refuses to replace a non-empty directory: another run's store
+    except BaseException as exc:
+        lock.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and store.exists():
+            return False
+        raise
+    held.enter_context(lock)
+    return True
+
+
+def _take_store(plan: JobPlan, held: contextlib.ExitStack) -> bool:
+    """Hold the job lock on the work store for the life of ``held``, creating the store if needed.
+
+    An existing store is kept when it belongs to this job (planes to resume, or finished work to
+    publish); with ``--overwrite`` a different job's store *beside* the output is discarded, under
+    its lock; anything else is refused. Returns whether this run created the store.
+    """
+    store = plan.store_path
+    while True:
+        if not store.exists():
+            if _create_store(plan, held):
+                return True
+            continue  # another run created it first: look at theirs, under its lock
+        with contextlib.ExitStack() as lock:
+            _enter_lock(lock, store, plan.output_path)
+            status = store_status(store)  # under the lock: the other run may just have finished
+            if status is not None and _job_of(store) == plan.identity:
+                held.enter_context(lock.pop_all())
+                return False
+            if not plan.overwrite or store == plan.output_path:
+                if status == INCOMPLETE:
+                    raise BatchError(f"{store}: holds unfinished work of an srrun job with different "
+                                     "input/models/options; pass --overwrite to discard it")
+                raise BatchError(f"{plan.output_path}: already exists; pass --overwrite to replace it")
+            _remove(store)  # a different job's work beside the output: --overwrite discards it
+
+
+def _refuse_if_busy(path: Path) -> None:
+    """Fail now, not after hours of work, if a live run is writing ``path`` in place."""
+    if store_status(path) == INCOMPLETE:
+        with contextlib.ExitStack() as probe:
+            _enter_lock(probe, path, path)
+
+
+def _find_renameat2():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except Exception:  # noqa: BLE001 - not Linux/glibc: no atomic exchange
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _find_renameat2()
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap what ``a`` and ``b`` name: atomically with Linux's ``renameat2(RENAME_EXCHANGE)``; where
+    the system or filesystem cannot, by three renames (``b`` is briefly absent)."""
+    if _RENAMEAT2 is not None:
+        if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(b))
+    aside = b.with_name(f".{b.name}.{uuid.uuid4().hex[:8]}.srrun-old.zarr")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Replace OUTPUT by the finished store NEW, under OUTPUT's job lock, then delete the old one.
+
+    The lock means no run is writing OUTPUT in place at that moment: if one is, this run fails
+    (its finished store stays beside, and rerunning the command puts it in place). The exchange
+    means OUTPUT is always the old or the new image, never missing or a mixture.
+    """
+    while True:
+        if not out.exists():
+            try:
+                os.rename(new, out)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                continue  # a run created OUTPUT meanwhile: replace it through its lock
+        with contextlib.ExitStack() as lock:
+            if out.is_dir():
+                try:
+                    _enter_lock(lock, out, out)
+                except BatchError:
+                    raise BatchError(f"{out}: another srrun is writing it right now; this run's finished "
+                                     "result is kept beside it: rerun this command once that one has ended"
+                                     ) from None
+            _exchange(new, out)
+        _remove(new)  # the old output, now under the temporary name
+        return
+
+
+def _publish(plan: JobPlan) -> None:
+    """Put the finished work store where OUTPUT is (called holding the store's job lock)."""
+    out, store = plan.output_path, plan.store_path
+    if store == out:
+        return
+    if image_format(out) == "tiff":
+        for debris in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+            debris.unlink(missing_ok=True)  # temporary TIFFs of runs killed while converting
+        write_tiff(out, read_image(store))  # a temporary file renamed over OUTPUT at the end
+        shutil.rmtree(store)
+        return
+    _swap_in(store, out)
+
+
+def _sweep_finished(plan: JobPlan) -> None:
+    """OUTPUT holds this job's result: remove work stores of this same job that kills left beside it
+    (a TIFF's store when killed just after the TIFF's rename; a store an ``--overwrite`` run of
+    this job finished but was killed before swapping in). Other jobs' stores are left alone."""
+    out = plan.output_path
+    _sweep_creations(plan.store_path)
+    for store in {_store_path_for(out, overwrite=False), _store_path_for(out, overwrite=True)} - {out}:
+        if not store.is_dir():
+            continue
+        with contextlib.ExitStack() as lock:
+            try:
+                _enter_lock(lock, store, out)
+            except BatchError:
+                continue  # in use by a live run: not debris
+            if _job_of(store) == plan.identity:
+                for debris in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+                    debris.unlink(missing_ok=True)
+                shutil.rmtree(store)
 
 
 def _provenance(plan: JobPlan, clipped: int) -> dict:
@@ -275,7 +540,8 @@ def _provenance(plan: JobPlan, clipped: int) -> dict:
                         "dtype": plan.task.options.dtype, "clipped_pixels": clipped,
                         "tile": plan.task.options.tile, "overlap": plan.task.options.overlap,
                         "intensity": plan.task.options.intensity,
-                        "intensity_mappings": [list(m) if m else None for m in plan.task.mappings]}}
+                        "intensity_mappings": [list(m) if m else None for m in plan.task.mappings],
+                        "job": plan.identity}}
     if plan.source.metadata:
         record["input_metadata"] = plan.source.metadata
     return record
@@ -325,6 +591,15 @@ def _run_distributed(client: Client, task: PlaneTask, pending: list[Plane],
 def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = True) -> JobReport:
     """Run (or resume) the planned job; on failure the partial store stays marked incomplete."""
     start = time.perf_counter()
+    if not plan.overwrite:
+        record = _finished_record(plan)
+        if record is not None:
+            _sweep_finished(plan)
+            total = plan.n_planes
+            return JobReport(output=plan.output_path, planes_total=total, planes_computed=0, planes_skipped=total,
+                             clipped_pixels=int(record.get("clipped_pixels", 0)),
+                             seconds=time.perf_counter() - start, warnings=list(plan.warnings),
+                             already_complete=True)
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(_connect(scheduler)) if scheduler else None  # before touching OUTPUT
         return _run(plan, client, progress=progress, start=start)
@@ -340,6 +615,7 @@ def _compute(plan: JobPlan, task: PlaneTask, client: Client | None, pending: lis
         def on_done(result: PlaneResult) -> None:
             computed.append(result)
             bar.update(1)
+            _pause_for_tests(len(computed))
 
         try:
             if client is not None:
@@ -357,39 +633,60 @@ def _compute(plan: JobPlan, task: PlaneTask, client: Client | None, pending: lis
     return computed
 
 
+def _pause_for_tests(count: int) -> None:
+    """The :data:`PAUSE_ENV` test seam; does nothing unless that variable is set."""
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    after, _, gate = spec.partition(":")
+    if count != int(after):
+        return
+    gate_path = Path(gate)
+    gate_path.with_name(gate_path.name + ".paused").touch()
+    deadline = time.monotonic() + 300
+    while not gate_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _windows(plan: JobPlan, planes: list[Plane], facts: dict[int, dict]) -> list[tuple[float, float]] | None:
+    """Each channel's data range from the ranges recorded per plane; ``None`` if a plane has none
+    (recorded by an older srrun): the store then reads level 0 to find it."""
+    ranges = ChannelRanges(plan.source.n_channels)
+    for plane in planes:
+        low_high = facts.get(plane.number, {}).get("range")
+        if low_high is None:
+            return None
+        ranges.add(plane.channel, *low_high)
+    return ranges.windows()
+
+
 def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) -> JobReport:
     store = plan.store_path
-    created = False
-    if not store.exists():
-        OmeZarrWriter.create(store, shape=plan.output_shape, dtype=plan.task.options.dtype,
-                             axes=plan.axes, job=plan.identity)
-        created = True
     task = dataclasses.replace(plan.task, run_token=uuid.uuid4().hex)
     record = ProgressRecord(store)
     planes = plan.planes()
     with contextlib.ExitStack() as held:
-        if store_status(store) == INCOMPLETE:
-            try:
-                held.enter_context(record.lock())
-            except RecordBusyError:
-                raise BatchError(f"{plan.output_path}: another srrun is writing it right now") from None
-        status = store_status(store)  # again, under the lock: the other run may just have finished
+        if store != plan.output_path and image_format(plan.output_path) == "zarr":
+            _refuse_if_busy(plan.output_path)  # the swap at the end would be refused anyway
+        created = _take_store(plan, held)  # the job lock, held until the output is in place
+        status = store_status(store)
         done = record.done() if status == INCOMPLETE else {}
         pending = [p for p in planes if p.number not in done] if status == INCOMPLETE else []
         computed = _compute(plan, task, client, pending, len(planes), created=created, progress=progress)
-        clipped = sum(int(f.get("clipped", 0)) for f in record.done().values()) if status == INCOMPLETE else 0
         if status == INCOMPLETE:
+            facts = record.done()
+            clipped = sum(int(f.get("clipped", 0)) for f in facts.values())
             writer = OmeZarrWriter.open(store)
             template = Image(data=writer.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
                              channel_names=plan.source.channel_names, z_step_um=plan.source.z_step_um,
-                             time_interval_s=plan.source.time_interval_s, metadata=_provenance(plan, clipped))
-            writer.finalize(template, name=plan.output_path.name.split(".")[0] or "image")
-            record.clear()
-    if store != plan.output_path:
-        for debris in plan.output_path.parent.glob(f".{plan.output_path.name}.*.partial"):
-            debris.unlink(missing_ok=True)  # temporary TIFFs of runs killed while converting
-        write_tiff(plan.output_path, read_image(store))
-        shutil.rmtree(store)
+                             time_interval_s=plan.source.time_interval_s, metadata=_provenance(plan, clipped),
+                             translation=plan.output_translation, channel_display=plan.source.channel_display)
+            writer.finalize(template, name=plan.output_path.name.split(".")[0] or "image",
+                            windows=_windows(plan, planes, facts))
+        else:  # finished earlier (a kill before the TIFF conversion or the swap): publish only
+            clipped = int(read_image(store).metadata.get("srrun", {}).get("clipped_pixels", 0))
+        record.clear()
+        _publish(plan)
     notes = list(plan.warnings)
     if clipped:
         notes.append(f"{clipped} output pixel(s) were clipped to the {plan.task.options.dtype} range")

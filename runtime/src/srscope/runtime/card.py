@@ -10,7 +10,10 @@ The card is JSON in the ONNX ``metadata_props`` under :data:`CARD_KEY`. Schema 2
 :class:`IntensityRule` (fixed or per-image percentile normalisation, see
 :mod:`srscope.runtime.intensity`); schema-1 cards still load, as fixed. Its ``weights_sha256``
 is computed over the graph's initializers (see :func:`weights_checksum`), so a card pasted onto
-other weights, or weights edited after export, is caught at load time.
+other weights, or weights edited after export, is caught at load time. Its ``behaviour_sha256``
+(written by :func:`embed_card` since it was added; older cards lack it and still load) covers the
+card fields that change the output (:data:`BEHAVIOUR_FIELDS`), so an edited intensity mapping or
+pixel size is caught the same way instead of silently scaling every result.
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ class ModelCard:
     receptive_field_px: int | None = None
     intensity: IntensityRule = field(default_factory=IntensityRule)
     schema_version: int = CARD_SCHEMA_VERSION
+    #: :func:`behaviour_checksum` of this card, filled in by :func:`embed_card`; ``None`` in cards
+    #: written before it existed (and in cards built in code, until embedded).
+    behaviour_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.input_pixel_size_um <= 0 or self.output_pixel_size_um <= 0:
@@ -185,14 +191,41 @@ def weights_checksum(model: onnx.ModelProto) -> str:
     return digest.hexdigest()
 
 
+#: Card fields that change what the model outputs for a given input (intensity mappings, the
+#: pixel grids, tiling geometry, numeric precision). Names, descriptions and provenance are free
+#: to edit; these are not, so :func:`behaviour_checksum` covers exactly them.
+BEHAVIOUR_FIELDS = ("normalization", "denormalization", "intensity", "input_pixel_size_um",
+                    "output_pixel_size_um", "halo_px", "size_multiple", "precision")
+
+
+def _canonical_numbers(value: Any) -> Any:
+    """Every number as a float, so ``2`` and ``2.0`` (a hand-edited JSON) hash alike."""
+    if isinstance(value, dict):
+        return {k: _canonical_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical_numbers(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def behaviour_checksum(card: ModelCard) -> str:
+    """SHA-256 over the canonical JSON (sorted keys, no spaces) of :data:`BEHAVIOUR_FIELDS`."""
+    raw = dataclasses.asdict(card)
+    canonical = _canonical_numbers({name: raw[name] for name in BEHAVIOUR_FIELDS})
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def embed_card(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
     """Write ``card`` into ``model``'s metadata (replacing any earlier card); returns ``model``.
 
     The caller passes a card whose ``weights_sha256`` it got from :func:`weights_checksum`, so
-    the runtime's check at load time compares two independent computations.
+    the runtime's check at load time compares two independent computations. The card's
+    ``behaviour_sha256`` is (re)computed here, from the card as embedded.
     """
     if card.weights_sha256 != weights_checksum(model):
         raise ModelCardError("card.weights_sha256 does not match this model's weights")
+    card = dataclasses.replace(card, behaviour_sha256=behaviour_checksum(card))
     kept = [p for p in model.metadata_props if p.key != CARD_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
@@ -222,5 +255,10 @@ def read_card(model: onnx.ModelProto | str | Path, *, verify: bool = True) -> Mo
             raise ModelCardError(
                 f"weights checksum mismatch: card says {card.weights_sha256[:12]}…, "
                 f"weights are {actual[:12]}… (file modified after export?)"
+            )
+        if card.behaviour_sha256 is not None and card.behaviour_sha256 != behaviour_checksum(card):
+            raise ModelCardError(
+                "behaviour checksum mismatch: the card's intensity, pixel-size, tiling or precision "
+                "fields were edited after export; re-export the model instead of editing its card"
             )
     return card

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from srscope.runtime.card import AffineIntensity
 from srscope.runtime.enhancer import Enhancer
+from srscope.runtime.errors import UserError
 from srscope.runtime.io import OmeZarrWriter, read_image
 from srscope.runtime.io.lazy import plane_reader
 from srscope.runtime.planes import Plane
@@ -24,13 +25,14 @@ from srscope.runtime.progressrecord import ProgressRecord
 OUTPUT_DTYPES = ("float32", "uint16")
 
 
-class BatchError(ValueError):
+class BatchError(UserError):
     """A user-facing problem with an ``srrun`` job; the message is one line."""
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Enhancer settings and the output dtype; part of the job identity except ``batch_size``/``clip``."""
+    """Enhancer settings and the output dtype; part of the job identity except ``device``,
+    ``batch_size``, ``clip`` and ``threads`` (they change speed, or refuse, never the values)."""
 
     device: str = "auto"
     tile: int | None = 512
@@ -42,6 +44,9 @@ class RunOptions:
     intensity: str = "auto"
     #: with ``series``: how many of each channel's first planes set its mapping
     intensity_planes: int = 1
+    #: ONNX Runtime intra-op threads per session, in every process that runs planes (``None``:
+    #: the usable cores); on a dask worker with several threads, cores / threads-per-worker.
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ def _enhancer(task: PlaneTask, path: str, channel: int):
     mapping = task.mappings[channel] if channel < len(task.mappings) else None
     intensity = AffineIntensity(*mapping) if mapping is not None else o.intensity
     return _cached(task.run_token, ("model", path, mapping), lambda: Enhancer.from_file(
-        path, device=o.device, tile=o.tile, overlap=o.overlap, batch_size=o.batch_size, intensity=intensity))
+        path, device=o.device, tile=o.tile, overlap=o.overlap, batch_size=o.batch_size, intensity=intensity,
+        intra_op_threads=o.threads))
 
 
 def _output(task: PlaneTask) -> tuple[OmeZarrWriter, list]:
@@ -162,7 +168,8 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
     writer, levels = _output(task)
     writer.write_plane(plane.index, values, levels=levels)  # with its pyramid levels
-    info = {"clipped": clipped}
+    # the stored values' range, so the viewer's contrast window covers level 0 without re-reading it
+    info = {"clipped": clipped, "range": [float(values.min()), float(values.max())]}
     if mapping is not None:
         info["intensity"] = [mapping.offset, mapping.scale]
     ProgressRecord(task.store_path).mark_done(plane.number, info)

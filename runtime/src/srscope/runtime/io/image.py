@@ -11,11 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from srscope.runtime.errors import UserError
+
 #: The canonical OME axis order. Files are written in this order (NGFF requires t, c, z, y, x).
 CANONICAL_AXES = "tczyx"
 
 
-class ImageIOError(ValueError):
+class ImageIOError(UserError):
     """A file cannot be read or written; the message is one line meant for the person at the terminal."""
 
 
@@ -35,6 +37,13 @@ class Image:
     z_step_um: float | None = None
     time_interval_s: float | None = None
     metadata: dict = field(default_factory=dict)
+    #: Where the first pixel's *centre* lies, per axis letter (µm for z/y/x, s for t); missing axes
+    #: are at 0. This is NGFF's ``translation``: stage positions survive processing, so overlays
+    #: and stitching still line up.
+    translation: dict[str, float] = field(default_factory=dict)
+    #: Per channel, the viewer display settings (NGFF ``omero`` channel entries: label, colour,
+    #: contrast window) found in the file, so an output can look like its input; ``None`` if none.
+    channel_display: tuple[dict, ...] | None = None
 
     def __post_init__(self) -> None:
         axes = self.axes
@@ -62,6 +71,14 @@ class Image:
                 raise ImageIOError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.metadata, dict):
             raise ImageIOError("image metadata must be a dict")
+        self.translation = {str(a): float(v) for a, v in dict(self.translation).items()}
+        if any(a not in axes for a in self.translation) or not all(map(math.isfinite, self.translation.values())):
+            raise ImageIOError(f"translation must give finite numbers for axes of {axes!r}, got {self.translation!r}")
+        if self.channel_display is not None:
+            self.channel_display = tuple(dict(c) for c in self.channel_display)
+            if len(self.channel_display) != self.sizes.get("c", 1):
+                raise ImageIOError(f"{len(self.channel_display)} channel display entries for "
+                                   f"{self.sizes.get('c', 1)} channel(s)")
 
     @property
     def shape(self) -> tuple[int, ...]:

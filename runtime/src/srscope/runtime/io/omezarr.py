@@ -57,12 +57,32 @@ def _axis_names(axes: list[Any]) -> str:
     return "".join(n.lower() for n in names)
 
 
-def _scale_of(transforms: list[dict] | None, ndim: int) -> list[float]:
-    scale = [1.0] * ndim
+def _affine_of(transforms: list[dict] | None, ndim: int) -> tuple[list[float], list[float]]:
+    """``(scale, translation)`` of NGFF transforms applied in order: index i → scale·i + translation."""
+    scale, shift = [1.0] * ndim, [0.0] * ndim
     for t in transforms or []:
         if t.get("type") == "scale" and "scale" in t:
-            scale = [a * float(b) for a, b in zip(scale, t["scale"])]
-    return scale
+            factors = [float(v) for v in t["scale"]]
+            scale = [a * b for a, b in zip(scale, factors)]
+            shift = [a * b for a, b in zip(shift, factors)]
+        elif t.get("type") == "translation" and "translation" in t:
+            shift = [a + float(b) for a, b in zip(shift, t["translation"])]
+    return scale, shift
+
+
+def _physical_translation(axes: str, shift: list[float], units: dict[str, str | None]) -> dict[str, float]:
+    """Non-zero translations in µm (z, y, x) and s (t); dropped where the unit is pixels."""
+    found: dict[str, float] = {}
+    for axis, value in zip(axes, shift):
+        if not value or axis == "c":
+            continue
+        if axis == "t":
+            found[axis] = time_to_s(value, units["t"]) if units.get("t") else value
+        else:
+            converted = length_to_um(value, units.get(axis), default_unit="micrometer")
+            if converted is not None:
+                found[axis] = converted
+    return found
 
 
 def read_omezarr(path: Path) -> Image:
@@ -94,8 +114,11 @@ def read_omezarr(path: Path) -> Image:
         raise ImageIOError(f"{path}: level 0 has {array.ndim} dimensions but {len(axes)} axes")
     if not axes.endswith("yx"):
         raise ImageIOError(f"{path}: NGFF axes {axes!r} do not end in y, x")
-    scale = _scale_of(dataset.get("coordinateTransformations"), len(axes))
-    scale = [a * b for a, b in zip(scale, _scale_of(ms.get("coordinateTransformations"), len(axes)))]
+    # The dataset's transforms apply first, then the multiscale's: i → S_ms (S_ds i + T_ds) + T_ms.
+    ds_scale, ds_shift = _affine_of(dataset.get("coordinateTransformations"), len(axes))
+    ms_scale, ms_shift = _affine_of(ms.get("coordinateTransformations"), len(axes))
+    scale = [m * d for m, d in zip(ms_scale, ds_scale)]
+    shift = [m * d + t for m, d, t in zip(ms_scale, ds_shift, ms_shift)]
     units = {(a["name"].lower() if isinstance(a, dict) else a): (a.get("unit") if isinstance(a, dict) else None)
              for a in ms["axes"]}
 
@@ -114,10 +137,15 @@ def read_omezarr(path: Path) -> Image:
     names = None
     channels = ome.get("omero", {}).get("channels") if isinstance(ome.get("omero"), dict) else None
     n_channels = array.shape[axes.index("c")] if "c" in axes else 1
-    if channels and len(channels) == n_channels and all("label" in c for c in channels):
-        names = tuple(str(c["label"]) for c in channels)
+    display = None
+    if channels and len(channels) == n_channels and all(isinstance(c, dict) for c in channels):
+        display = tuple(dict(c) for c in channels)
+        if all("label" in c for c in channels):
+            names = tuple(str(c["label"]) for c in channels)
+    translation = {} if metadata.get("pixel_size_unknown") else _physical_translation(axes, shift, units)
     return Image(data=array, axes=axes, pixel_size_um=(pixel_y, pixel_x),
-                 channel_names=names, z_step_um=z_step, time_interval_s=interval, metadata=metadata)
+                 channel_names=names, z_step_um=z_step, time_interval_s=interval, metadata=metadata,
+                 translation=translation, channel_display=display)
 
 
 def _ngff_axes(axes: str, image: Image) -> list[dict[str, str]]:
@@ -138,23 +166,58 @@ def _base_scale(axes: str, image: Image) -> list[float]:
     return [float(values[a]) for a in axes]
 
 
-def _omero(group: zarr.Group, smallest: str, axes: str, names: tuple[str, ...] | None) -> dict:
-    """Display hints for viewers; the contrast window comes from the smallest pyramid level (cheap)."""
-    small = np.asarray(group[smallest][...])
-    n = small.shape[axes.index("c")] if "c" in axes else 1
-    channels = []
-    for i in range(n):
-        plane = np.take(small, i, axis=axes.index("c")) if "c" in axes else small
+class ChannelRanges:
+    """Running per-channel range of the finite pixel values: the data range in ``omero`` windows.
+
+    Fed plane by plane (or with ranges recorded per plane by other processes), so a window covering
+    every full-resolution pixel never needs the whole level in memory. A smaller pyramid level
+    would be cheaper but its 2x2 means hide exactly the brightest features (a bead, a spike).
+    """
+
+    def __init__(self, n_channels: int) -> None:
+        self.low = [math.inf] * n_channels
+        self.high = [-math.inf] * n_channels
+
+    def add(self, channel: int, low: float, high: float) -> None:
+        self.low[channel] = min(self.low[channel], float(low))
+        self.high[channel] = max(self.high[channel], float(high))
+
+    def add_plane(self, channel: int, plane: np.ndarray) -> None:
         finite = plane[np.isfinite(plane)] if np.issubdtype(plane.dtype, np.floating) else plane
-        lo = float(finite.min()) if finite.size else 0.0
-        hi = float(finite.max()) if finite.size else 1.0
-        channels.append({
-            "label": names[i] if names else f"channel {i}",
-            "color": "FFFFFF",
-            "active": True,
-            "window": {"min": lo, "max": hi, "start": lo, "end": hi},
-        })
-    return {"channels": channels, "rdefs": {"model": "greyscale"}}
+        if finite.size:
+            self.add(channel, finite.min(), finite.max())
+
+    def windows(self) -> list[tuple[float, float]]:
+        return [(lo, hi) if lo <= hi else (0.0, 1.0) for lo, hi in zip(self.low, self.high)]
+
+
+def _level_ranges(array: zarr.Array, axes: str) -> list[tuple[float, float]]:
+    """Per-channel data range of ``array``, read one plane at a time."""
+    c_axis = axes.index("c") if "c" in axes else None
+    ranges = ChannelRanges(array.shape[c_axis] if c_axis is not None else 1)
+    for index in np.ndindex(*array.shape[:-2]):
+        ranges.add_plane(index[c_axis] if c_axis is not None else 0, np.asarray(array[index]))
+    return ranges.windows()
+
+
+def _omero(windows: list[tuple[float, float]], names: tuple[str, ...] | None,
+           display: tuple[dict, ...] | None) -> dict:
+    """Display hints for viewers: the data range of level 0 as window min/max; colours, labels and
+    the contrast (window start/end) of the input where it had them, so the output looks like it."""
+    channels = []
+    for i, (lo, hi) in enumerate(windows):
+        entry: dict[str, Any] = {"label": f"channel {i}", "color": "FFFFFF", "active": True}
+        window = {"min": lo, "max": hi, "start": lo, "end": hi}
+        if display:
+            entry.update({k: v for k, v in display[i].items() if k != "window"})
+            shown = display[i].get("window") if isinstance(display[i].get("window"), dict) else {}
+            window.update({k: float(shown[k]) for k in ("start", "end")
+                           if isinstance(shown.get(k), (int, float)) and not isinstance(shown.get(k), bool)})
+        if names:
+            entry["label"] = names[i]
+        entry["window"] = window
+        channels.append(entry)
+    return {"channels": channels, "rdefs": {"model": "color" if display else "greyscale"}}
 
 
 def _check_json(metadata: dict) -> dict:
@@ -231,27 +294,33 @@ class OmeZarrWriter:
         arr = self.level0
         return arr.nchunks - arr.nchunks_initialized
 
-    def finalize(self, template: Image, *, name: str = "image") -> None:
-        """Write the NGFF metadata, last; ``template`` supplies calibration, names and metadata."""
+    def finalize(self, template: Image, *, name: str = "image",
+                 windows: list[tuple[float, float]] | None = None) -> None:
+        """Write the NGFF metadata, last; ``template`` supplies calibration, origin, names, display
+        settings and metadata. ``windows``: each channel's data range if the caller tracked it while
+        writing (:class:`ChannelRanges`), else level 0 is read once, plane by plane, to find it."""
         missing = self.missing_chunks()
         if missing:
             raise ImageIOError(f"{self.path}: {missing} chunk(s) of level 0 were never written")
         axes = template.axes
         paths = [str(i) for i in range(len(self.levels))]
         base = _base_scale(axes, template)
+        origin = [template.translation.get(a, 0.0) for a in axes]
         datasets = []
         for i, p in enumerate(paths):
             factor = [2.0**i if a in "yx" else 1.0 for a in axes]
             transforms: list[dict] = [{"type": "scale", "scale": [b * f for b, f in zip(base, factor)]}]
-            if i:  # a 2^i-pixel mean is centred (2^i - 1)/2 level-0 pixels in: keeps levels aligned
-                transforms.append({"type": "translation",
-                                   "translation": [b * (f - 1) / 2 for b, f in zip(base, factor)]})
+            # a 2^i-pixel mean is centred (2^i - 1)/2 level-0 pixels in: keeps levels aligned
+            shift = [o + b * (f - 1) / 2 for o, b, f in zip(origin, base, factor)]
+            if any(shift):
+                transforms.append({"type": "translation", "translation": shift})
             datasets.append({"path": p, "coordinateTransformations": transforms})
         ome = {
             "version": NGFF_VERSION,
             "multiscales": [{"name": name, "axes": _ngff_axes(axes, template), "datasets": datasets,
                              "type": "mean (2x2 in y, x)"}],
-            "omero": _omero(self.group, paths[-1], axes, template.channel_names),
+            "omero": _omero(windows or _level_ranges(self.level0, axes), template.channel_names,
+                            template.channel_display),
         }
         state = {"status": COMPLETE, "job": self.job, "metadata": _check_json(template.metadata)}
         # One write of zarr.json (atomic rename in zarr's LocalStore) flips the store to complete.
@@ -267,10 +336,13 @@ def write_omezarr(path: Path, image: Image, *, overwrite: bool = False) -> Path:
     writer = OmeZarrWriter.create(path, shape=canonical_shape(image), dtype=image.dtype, axes=axes,
                                   overwrite=overwrite)
     levels = writer.levels
+    ranges = ChannelRanges(image.n_channels)
     for index, plane in iter_canonical_planes(image):
         writer.write_plane(index, plane, levels=levels)
+        ranges.add_plane(index[axes.index("c")] if "c" in axes else 0, plane)
     template = Image(data=writer.level0, axes=axes, pixel_size_um=image.pixel_size_um,
                      channel_names=image.channel_names, z_step_um=image.z_step_um,
-                     time_interval_s=image.time_interval_s, metadata=image.metadata)
-    writer.finalize(template, name=path.name.split(".")[0] or "image")
+                     time_interval_s=image.time_interval_s, metadata=image.metadata,
+                     translation=image.translation, channel_display=image.channel_display)
+    writer.finalize(template, name=path.name.split(".")[0] or "image", windows=ranges.windows())
     return path

@@ -8,9 +8,13 @@ place so a crash never leaves a truncated file under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,42 @@ EAGER_LIMIT_BYTES = 32 * 2**20
 
 #: Key in the OME ``Image/Description`` holding :attr:`Image.metadata` as JSON.
 DESCRIPTION_KEY = "srscope"
+
+
+class _TifffileLog(logging.Filter):
+    """Holds back tifffile's log records while this thread reads a file (see :func:`_quiet_tifffile`).
+
+    tifffile *logs* (not raises) on a truncated or corrupt file and then returns what it could read,
+    e.g. the first page of a cut-off stack; the record would go to stderr as a stray second line
+    while the read looked successful. Installed once as a filter on tifffile's logger; other
+    threads and other uses of tifffile are untouched.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sink = getattr(self.local, "sink", None)
+        if sink is None:
+            return True
+        sink.append(record.getMessage())
+        return False
+
+
+_LOG = _TifffileLog()
+logging.getLogger("tifffile").addFilter(_LOG)
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[list[str]]:
+    """Collect (and silence) what tifffile logs in this thread meanwhile."""
+    outer = getattr(_LOG.local, "sink", None)
+    _LOG.local.sink = []
+    try:
+        yield _LOG.local.sink
+    finally:
+        _LOG.local.sink = outer
 
 
 def _map_axes(tiff_axes: str) -> str:
@@ -143,30 +183,34 @@ def read_tiff(path: Path) -> Image:
     demand, which keeps the file open while the array lives; smaller ones are read at once and
     closed, so a script looping over thousands of images never runs out of file handles.
     """
-    try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for corrupt files
-        raise ImageIOError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
-    lazy = False
-    try:
-        series = tif.series[0]
-        tiff_axes = series.axes
-        axes = _map_axes(tiff_axes)
-        if "y" not in axes or "x" not in axes:
-            raise ImageIOError(f"{path}: TIFF has no y/x plane (axes {tiff_axes!r})")
-        if series.nbytes > EAGER_LIMIT_BYTES:
-            data = zarr.open_array(series.aszarr(level=0), mode="r")
-            lazy = True
-        else:
-            data = series.asarray()
-        found = _calibration(tif)
-    except ImageIOError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - tifffile/zarr raise many types for corrupt files
-        raise ImageIOError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
-    finally:
-        if not lazy:
-            tif.close()
+    with _quiet_tifffile() as log:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # noqa: BLE001 - tifffile raises many types for corrupt files
+            raise ImageIOError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
+        lazy = False
+        try:
+            series = tif.series[0]
+            _refuse_truncated(path, tif, series, log)
+            tiff_axes = series.axes
+            axes = _map_axes(tiff_axes)
+            if "y" not in axes or "x" not in axes:
+                raise ImageIOError(f"{path}: TIFF has no y/x plane (axes {tiff_axes!r})")
+            if series.nbytes > EAGER_LIMIT_BYTES:
+                data = zarr.open_array(series.aszarr(level=0), mode="r")
+                lazy = True
+            else:
+                data = series.asarray()
+            found = _calibration(tif)
+            _refuse_truncated(path, tif, series, log)
+        except ImageIOError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tifffile/zarr raise many types for corrupt files
+            reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+            raise ImageIOError(f"{path}: not a readable TIFF, truncated or corrupt? ({reason})") from None
+        finally:
+            if not lazy:
+                tif.close()
     if not axes.endswith("yx"):  # e.g. RGB "yxc": move the samples in front (lazily, via dask)
         order = [i for i, a in enumerate(axes) if a not in "yx"] + [axes.index("y"), axes.index("x")]
         data = da.from_zarr(data).transpose(order) if lazy else np.transpose(data, order)
@@ -179,6 +223,61 @@ def read_tiff(path: Path) -> Image:
     if names is not None and len(names) != dict(zip(axes, data.shape)).get("c", 1):
         found.pop("channel_names")
     return Image(data=data, axes=axes, metadata=metadata, **found)
+
+
+#: Phrases in tifffile's log records that mean the file ends early or its structure is broken.
+_CORRUPTION_SIGNS = ("invalid page offset", "invalid value offset", "corrupted", "truncated", "failed to read")
+
+
+def _refuse_truncated(path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries,
+                      log: list[str]) -> None:
+    """One-line error for a file cut short (a copy interrupted, a disk filled while saving).
+
+    tifffile reads such files "successfully" as fewer planes; two signs catch it: a log record
+    about broken offsets, or a contiguous series whose data would end past the end of the file.
+    """
+    broken = [m for m in log if any(sign in m.lower() for sign in _CORRUPTION_SIGNS)]
+    end = series.dataoffset + series.nbytes if series.dataoffset is not None else 0
+    if broken or end > tif.filehandle.size:
+        detail = broken[0].splitlines()[0] if broken else f"data ends at byte {end}, file has {tif.filehandle.size}"
+        raise ImageIOError(f"{path}: TIFF is truncated or corrupt ({detail})")
+
+
+def refuse_guessed_layout(path: str | Path) -> None:
+    """Refuse TIFF layouts whose meaning :func:`read_tiff` could only guess, for jobs that rely on it.
+
+    * A samples axis ``S`` (RGB/RGBA, also what tifffile makes of a naive 3- or 4-plane stack):
+      colour components are not fluorescence channels of one specimen plane, and ``S`` is stored
+      interleaved, not as planes, so each would be super-resolved as an unrelated "channel".
+    * More than three dimensions without axes metadata (no OME-XML, no ImageJ hyperstack, no
+      tifffile ``axes``): which leading axis is time, z or channel is then a guess.
+    """
+    path = Path(path)
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, series.shape
+            labelled = tif.is_ome or tif.is_imagej
+    except Exception:  # noqa: BLE001 - unreadable files are read_tiff's to report
+        return
+    if "S" in axes:
+        raise ImageIOError(
+            f"{path}: TIFF has a samples axis S ({shape[axes.index('S')]} colour samples per pixel, "
+            f"axes {axes!r}); microscopy channels are not RGB: split the channels into separate "
+            "planes (e.g. an OME-TIFF or ImageJ hyperstack with a C axis)")
+    unknown = [a for a in axes if a not in _DIRECT]
+    if len(shape) > 3 and unknown and not labelled:
+        raise ImageIOError(
+            f"{path}: {len(shape)}-D TIFF without axes metadata (tifffile sees {axes!r}); cannot tell "
+            "time, z and channels apart: save it as OME-TIFF or an ImageJ hyperstack, or with "
+            "tifffile.imwrite(..., metadata={'axes': 'TZCYX'})")
+
+
+def tiff_job_metadata(path: str | Path) -> dict[str, Any]:
+    """The :attr:`Image.metadata` an srscope OME-TIFF carries, without reading its pixels."""
+    with _quiet_tifffile(), contextlib.suppress(Exception), tifffile.TiffFile(path) as tif:
+        return dict(_ome_calibration(tif).get("metadata", {})) if tif.is_ome else {}
+    return {}
 
 
 def _ome_metadata(image: Image, axes: str) -> dict[str, Any]:
