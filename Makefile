@@ -10,18 +10,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.srscope-installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo demo-live test test-all bench evaluate lint clean
+.PHONY: install demo demo-live test test-all bench evaluate care-peer lint clean
 
 install: $(STAMP)
 
 # torch is installed first at an exact CPU pin so that pip does not resolve the training
 # package's open `torch>=` range to several GB of CUDA wheels on dev/CI machines. Users' own
 # installs stay free to bring whichever torch build suits their GPU.
-$(STAMP): runtime/pyproject.toml training/pyproject.toml acquisition/pyproject.toml requirements-dev.txt constraints.txt
+$(STAMP): runtime/pyproject.toml training/pyproject.toml acquisition/pyproject.toml napari/pyproject.toml requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ./runtime -e './training[semireal]' -e ./acquisition -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -e ./runtime -e './training[semireal]' -e ./acquisition -e ./napari -r requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,18 +40,33 @@ bench: $(STAMP)
 	mkdir -p bench/results
 	$(BIN)/python bench/run_bench.py --out bench/results
 
-# ~10 min on 2 CPU cores. Unseen structure (mitochondria) for the widefield model (trained on filaments,
-# actin, CCPs and nuclei), on seeds 700000+ (500000+ served as the development set while the training
-# recipe was tuned, 600000+ for the v2.0 report);
-# confocal→STED beads for the PSF-FWHM table. docs/evaluation.md shows the results.
+# ~20 min on 2 CPU cores. Unseen structure (mitochondria) for the widefield model (never trained on
+# it), on seeds 700000+ (500000+ served as the development set while the v3.0 recipe was tuned,
+# 600000+ for the v2.0 report); the semi-real set (real specimens from PyPI packages, another optical
+# and camera model); confocal→STED beads for the PSF-FWHM table. The camera-bound v3.0 / v1.0 models
+# (models/legacy) run beside the new ones. docs/evaluation.md shows the results.
+WF_MODEL := models/widefield-10x0.4-to-20x0.75.onnx
+WF_ABLATION := models/ablation/widefield-10x0.4-to-20x0.75-cnn-only.onnx
+WF_LEGACY := models/legacy/widefield-10x0.4-to-20x0.75-v3.0.onnx
 evaluate: $(STAMP)
-	$(BIN)/srtrain evaluate models/widefield-10x0.4-to-20x0.75.onnx out/eval-widefield \
-		--ablation models/ablation/widefield-10x0.4-to-20x0.75-cnn-only.onnx --structure mitochondria -n 8 \
-		--seed 700000
-	$(BIN)/srtrain evaluate models/confocal-to-sted-beads.onnx out/eval-beads --structure beads -n 9 --hr-size 1024 --tile 1024
+	$(BIN)/srtrain evaluate $(WF_MODEL) out/eval-widefield --ablation $(WF_ABLATION) --compare v3.0=$(WF_LEGACY) \
+		--structure mitochondria -n 8 --seed 700000
+	$(BIN)/srtrain evaluate $(WF_MODEL) out/eval-semireal --semireal --ablation $(WF_ABLATION) --compare v3.0=$(WF_LEGACY)
+	$(BIN)/srtrain evaluate models/confocal-to-sted.onnx out/eval-beads --structure beads -n 9 --hr-size 1024 --tile 1024 \
+		--compare v1.0=models/legacy/confocal-to-sted-beads-v1.0.onnx
+
+# The CARE peer for bench_robustness (~35 min; its own venv, bench/peers/README.md): CAREamics CARE
+# trained for 30 min on the same domain-randomised data as the v4.0 widefield models.
+CARE_DATA := runs/wf-rand.zarr
+care-peer: $(STAMP)
+	bash bench/peers/setup_care_env.sh
+	test -d $(CARE_DATA) || $(BIN)/python -m srscope.training.gan.simdataset widefield \
+		filaments,actin,ccps,nuclei,vesicles,er,cells,membranes,dense_filaments $(CARE_DATA) \
+		--train 144 --val 18 --test 9 --fov 512 --patch 128 --randomise
+	bench/peers/.venv-care/bin/python bench/peers/care_peer.py train $(CARE_DATA) runs/care/wf-rand --minutes 30 --seed 0
 
 lint: $(STAMP)
-	$(BIN)/ruff check runtime training acquisition tests bench
+	$(BIN)/ruff check runtime training acquisition napari tests bench
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -123,6 +123,8 @@ LR_EXACT = "lucy-richardson-exact"
 CARE = "care"
 CARE_PYTHON = REPO / "bench" / "peers" / ".venv-care" / "bin" / "python"
 CARE_PEER = REPO / "bench" / "peers" / "care_peer.py"
+#: Where ``make care-peer`` trains the CARE peer; used when ``--care-run`` is not given and it exists.
+DEFAULT_CARE_RUN = REPO / "runs" / "care" / "wf-rand"
 
 
 class BenchError(RuntimeError):
@@ -648,6 +650,8 @@ def run(out_dir: Path, models: Sequence[str] | None = None, *, care_run: Path | 
         raise BenchError(f"unknown axis {', '.join(unknown)}; choose from {', '.join(AXES)}")
 
     loaded, skipped = load_models(parse_model_args(models), tile=tile, threads=threads)
+    if care_run is None and not quick and (DEFAULT_CARE_RUN / "care_model.ckpt").is_file():
+        care_run = DEFAULT_CARE_RUN   # what `make care-peer` trains
     care_note = care_status(care_run)
     method_names = [BILINEAR, LR_NOMINAL, LR_EXACT] + [m.name for m in loaded] + ([CARE] if care_note is None else [])
 
