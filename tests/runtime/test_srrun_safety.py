@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,27 +25,13 @@ import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from ome_zarr_models.v05.image import Image as NgffImage05
+from srrun_helpers import SRRUN, _run, _stack, _write_input
 from srscope.runtime import Enhancer
 from srscope.runtime.card import CARD_KEY, ModelCard, ModelCardError, read_card
 from srscope.runtime.cli import main
 from srscope.runtime.io import Image, ImageIOError, read_image, write_image
 from srscope.runtime.io.pyramid import level_shapes
 from srscope.runtime.testing import build_test_model
-
-SRRUN = Path(sys.executable).with_name("srrun")
-
-
-def _stack(shape, seed=0, dtype=np.uint16):
-    return np.random.default_rng(seed).integers(100, 3000, shape).astype(dtype)
-
-
-def _write_input(path: Path, data, axes, px=0.325, **kw) -> Path:
-    return write_image(path, Image(data, axes, (px, px), **kw))
-
-
-def _run(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv] + ["--quiet"])
-    return code, capsys.readouterr().err
 
 
 def _one_error_line(err: str) -> str:
