@@ -18,21 +18,27 @@ from srscope.runtime.testing import structured_image
 
 
 def reference_whole_image(model: Path, image: np.ndarray) -> np.ndarray:
-    """Whole-image inference written independently of srscope.runtime.tiling: mirror-pad by the
-    halo (and up to the size multiple) about the field's edge, one session call, crop, denormalise."""
+    """Whole-image inference written independently of srscope.runtime.tiling and .intensity: mirror-pad
+    by the halo (and up to the size multiple) about the field's edge, one session call, crop, denormalise."""
     card = read_card(model)
     h, m, s = card.halo_px, card.size_multiple, card.integer_scale
     rows, cols = image.shape
     extra_y = -(-(rows + 2 * h) // m) * m - rows - h
     extra_x = -(-(cols + 2 * h) // m) * m - cols - h
-    x = (image.astype(np.float32) - card.normalization.offset) / card.normalization.scale
+    if card.intensity.mode == "percentile":   # each image by its own percentiles, back the same way
+        low, high = np.percentile(image.astype(np.float64), [card.intensity.low, card.intensity.high])
+        offset_in, scale_in = offset_out, scale_out = float(low), float(high - low)
+    else:
+        offset_in, scale_in = card.normalization.offset, card.normalization.scale
+        offset_out, scale_out = card.denormalization.offset, card.denormalization.scale
+    x = (image.astype(np.float32) - np.float32(offset_in)) / np.float32(scale_in)
     x = np.pad(x, ((h, extra_y), (h, extra_x)), mode="symmetric")
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
     y = session.run(None, {name: x[None, None].astype(dtype)})[0][0, 0].astype(np.float32)
     y = y[h * s:(h + rows) * s, h * s:(h + cols) * s]
-    return y * card.denormalization.scale + card.denormalization.offset
+    return y * scale_out + offset_out
 
 
 def psnr(a: np.ndarray, ref: np.ndarray) -> float:
