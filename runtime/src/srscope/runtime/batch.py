@@ -193,6 +193,18 @@ def _check_pixel_size(file_size: tuple[float, float], unknown: bool, card: Model
     return file_size
 
 
+def check_options(options: RunOptions) -> None:
+    """The option checks :func:`plan_job` makes before reading anything (a batch makes them once, up front)."""
+    if options.dtype not in OUTPUT_DTYPES:
+        raise BatchError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {options.dtype!r}")
+    if options.batch_size < 1 or (options.tile is not None and options.tile < 1):
+        raise BatchError("--tile and --batch-size must be positive")
+    if options.overlap is not None and options.overlap < 0:
+        raise BatchError("--overlap must be >= 0")
+    if options.threads is not None and options.threads < 1:
+        raise BatchError("--threads must be >= 1")
+
+
 def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[str], *,
              options: RunOptions | None = None, passthrough_unmapped: bool = False,
              ignore_pixel_size: bool = False, overwrite: bool = False) -> JobPlan:
@@ -205,14 +217,7 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
     if _nested(output_path, input_path):  # --overwrite would delete the input, or write into it
         raise BatchError(f"OUTPUT {output_path} and INPUT {input_path} are nested (one is inside the other); "
                          "write the output elsewhere")
-    if options.dtype not in OUTPUT_DTYPES:
-        raise BatchError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {options.dtype!r}")
-    if options.batch_size < 1 or (options.tile is not None and options.tile < 1):
-        raise BatchError("--tile and --batch-size must be positive")
-    if options.overlap is not None and options.overlap < 0:
-        raise BatchError("--overlap must be >= 0")
-    if options.threads is not None and options.threads < 1:
-        raise BatchError("--threads must be >= 1")
+    check_options(options)
     source = read_image(input_path)
     if image_format(input_path) == "tiff":
         refuse_guessed_layout(input_path)  # RGB, or >3-D without axes: the planes would be guessed
@@ -588,8 +593,14 @@ def _run_distributed(client: Client, task: PlaneTask, pending: list[Plane],
         client.cancel(futures)
 
 
-def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = True) -> JobReport:
-    """Run (or resume) the planned job; on failure the partial store stays marked incomplete."""
+def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = True,
+            client: Client | None = None, on_plane: Callable[[], None] | None = None) -> JobReport:
+    """Run (or resume) the planned job; on failure the partial store stays marked incomplete.
+
+    ``client``: an already connected dask client to use instead of connecting to ``scheduler``
+    (a batch of jobs shares one). ``on_plane``: called after each plane computed by this run (a
+    batch's own progress bar; pass ``progress=False`` then).
+    """
     start = time.perf_counter()
     if not plan.overwrite:
         record = _finished_record(plan)
@@ -601,12 +612,13 @@ def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = Tru
                              seconds=time.perf_counter() - start, warnings=list(plan.warnings),
                              already_complete=True)
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(_connect(scheduler)) if scheduler else None  # before touching OUTPUT
-        return _run(plan, client, progress=progress, start=start)
+        if client is None and scheduler:
+            client = stack.enter_context(_connect(scheduler))  # before touching OUTPUT
+        return _run(plan, client, progress=progress, start=start, on_plane=on_plane)
 
 
 def _compute(plan: JobPlan, task: PlaneTask, client: Client | None, pending: list[Plane], total: int, *,
-             created: bool, progress: bool) -> list[PlaneResult]:
+             created: bool, progress: bool, on_plane: Callable[[], None] | None = None) -> list[PlaneResult]:
     """Run the pending planes locally or on the cluster, with a progress bar over all planes."""
     computed: list[PlaneResult] = []
     with tqdm(total=total, initial=total - len(pending), unit="plane", desc="srrun",
@@ -615,6 +627,8 @@ def _compute(plan: JobPlan, task: PlaneTask, client: Client | None, pending: lis
         def on_done(result: PlaneResult) -> None:
             computed.append(result)
             bar.update(1)
+            if on_plane is not None:
+                on_plane()
             _pause_for_tests(len(computed))
 
         try:
@@ -660,7 +674,8 @@ def _windows(plan: JobPlan, planes: list[Plane], facts: dict[int, dict]) -> list
     return ranges.windows()
 
 
-def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) -> JobReport:
+def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float,
+         on_plane: Callable[[], None] | None = None) -> JobReport:
     store = plan.store_path
     task = dataclasses.replace(plan.task, run_token=uuid.uuid4().hex)
     record = ProgressRecord(store)
@@ -672,7 +687,8 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) 
         status = store_status(store)
         done = record.done() if status == INCOMPLETE else {}
         pending = [p for p in planes if p.number not in done] if status == INCOMPLETE else []
-        computed = _compute(plan, task, client, pending, len(planes), created=created, progress=progress)
+        computed = _compute(plan, task, client, pending, len(planes), created=created, progress=progress,
+                            on_plane=on_plane)
         if status == INCOMPLETE:
             facts = record.done()
             clipped = sum(int(f.get("clipped", 0)) for f in facts.values())
@@ -695,4 +711,4 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float) 
                      seconds=time.perf_counter() - start, warnings=notes)
 
 
-__all__ = ["BatchError", "JobPlan", "JobReport", "RunOptions", "plan_job", "run_job"]
+__all__ = ["BatchError", "JobPlan", "JobReport", "RunOptions", "check_options", "plan_job", "run_job"]
