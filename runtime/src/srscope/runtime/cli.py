@@ -251,10 +251,7 @@ def _main_batch(args: argparse.Namespace, models: list[str], inputs: list[str], 
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"srrun: error: {message}", file=sys.stderr)
-        _write_log(args.log_json, {"ok": False, "error": message})
-        return EXIT_USER_ERROR
+        return _user_error(exc, args.log_json)
     for note in notes + more:
         print(f"srrun: warning: {note}", file=sys.stderr)
     result = run_batch(jobs, models, options=options, user_errors=USER_ERRORS,
@@ -263,6 +260,14 @@ def _main_batch(args: argparse.Namespace, models: list[str], inputs: list[str], 
                        keep_going=args.keep_going, debug=args.debug)
     _write_log(args.log_json, result.log(outdir))
     return result.exit_code
+
+
+def _user_error(exc: BaseException, log_json: Path | None) -> int:
+    """One line on stderr (and in ``--log-json``) for a user error; the exit status to return."""
+    message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    print(f"srrun: error: {message}", file=sys.stderr)
+    _write_log(log_json, {"ok": False, "error": message})
+    return EXIT_USER_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,10 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"srrun: error: {message}", file=sys.stderr)
-        _write_log(args.log_json, {"ok": False, "error": message})
-        return EXIT_USER_ERROR
+        return _user_error(exc, args.log_json)
     except Exception as exc:
         if args.debug:
             raise
