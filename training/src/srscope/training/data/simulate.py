@@ -137,6 +137,15 @@ def _expose(expected_photons: np.ndarray, det: Detector, rng: np.random.Generato
     return np.clip(np.rint(counts), 0, top).astype(np.uint8 if det.bit_depth == 8 else np.uint16)
 
 
+def expose(expected_photons: np.ndarray, det: Detector, rng: np.random.Generator) -> np.ndarray:
+    """Camera counts of one exposure of ``expected_photons`` through ``det`` (the simulator's own model).
+
+    Public so that evaluations which build their own noise-free scenes (time-lapses, drifting
+    fields) expose them exactly as training fields are exposed.
+    """
+    return _expose(expected_photons, det, rng)
+
+
 def _background(shape: tuple[int, int], mean_photons: float, tilt: np.ndarray,
                 texture: np.ndarray | None = None) -> np.ndarray:
     """Autofluorescence/haze: a gentle linear gradient around the mean (known exactly), times an

@@ -238,13 +238,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--randomise", action="store_true",
                    help="domain-randomised camera, sample and optics per field, per-field percentile normalisation")
     p.add_argument("--percentiles", default="1,99.8", help="with --randomise: low,high percentiles (default 1,99.8)")
+    p.add_argument("--emission-nm", metavar="LO,HI",
+                   help="with --randomise: the emission band drawn from (default: the modality's, e.g. 450,700); "
+                        "a narrower band trains a model for one dye family, whose PSF it can then learn exactly")
     a = p.parse_args(argv)
     try:
         if a.randomise:
             low, high = (float(v) for v in a.percentiles.split(","))
+            randomisation = None
+            if a.emission_nm:
+                from dataclasses import replace
+
+                from srscope.training.data.randomise import Span, defaults_for
+
+                lo_nm, hi_nm = (float(v) for v in a.emission_nm.split(","))
+                if not 300.0 <= lo_nm <= hi_nm <= 1000.0:
+                    raise ValueError(f"--emission-nm {a.emission_nm!r}: need 300 <= LO <= HI <= 1000 (nm)")
+                randomisation = replace(defaults_for(a.modality), emission_nm=Span(lo_nm, hi_nm))
             path = build_randomised_dataset(a.out, a.modality, a.structure, n_train=a.train, n_val=a.val,
                                             n_test=a.test, fov=(a.fov, a.fov), patch=a.patch, seed=a.seed,
-                                            low=low, high=high)
+                                            low=low, high=high, randomisation=randomisation)
         else:
             path = build_simulated_dataset(a.out, a.modality, a.structure, n_train=a.train, n_val=a.val,
                                            n_test=a.test, fov=(a.fov, a.fov), patch=a.patch, seed=a.seed)
