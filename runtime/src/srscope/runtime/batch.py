@@ -1,10 +1,11 @@
 """An ``srrun`` job: check everything up front, stream planes into the output, finish atomically.
 
-The output is always built as an OME-Zarr *work store* first: the final ``.ome.zarr`` itself for a
-new or resumed job; a hidden ``.<name>.srrun-new.zarr`` beside it with ``--overwrite``, so the old
+The output is always built as an OME-Zarr *work store* first (a
+:class:`~srscope.runtime.io.store.PlaneStore`, the store live acquisition writes too): the final
+``.ome.zarr`` itself for a new or resumed job; a hidden ``.<name>.srrun-new.zarr`` beside it with ``--overwrite``, so the old
 output survives any failure and is swapped out only once the new one is finished; a hidden
-``.<name>.srrun-partial.zarr`` beside a TIFF output. While the job runs the store is marked
-incomplete and carries a :class:`ProgressRecord`; a rerun of the *same* job (same input, models,
+``.<name>.srrun-partial.zarr`` beside a TIFF output. While the job runs the store's status is
+``running`` and it records its finished planes; a rerun of the *same* job (same input, models,
 tile settings and dtype) skips the planes already recorded, and a rerun of a finished job does
 nothing. Each plane is stored with its pyramid levels; only when every plane is stored is the NGFF
 metadata written (and, for TIFF, the OME-TIFF streamed out and renamed into place), so nothing that
@@ -36,15 +37,21 @@ from urllib.parse import urlsplit
 import numpy as np
 from srscope.runtime.card import AffineIntensity, ModelCard, read_card
 from srscope.runtime.intensity import SeriesIntensity, intensity_policy, parse_intensity
-from srscope.runtime.io import (
-    Image,
-    OmeZarrWriter,
-    image_format,
-    read_image,
-    store_status,
-)
+from srscope.runtime.io import Image, image_format, read_image
+from srscope.runtime.io.faults import fault_point
 from srscope.runtime.io.lazy import canonical_axes
-from srscope.runtime.io.omezarr import COMPLETE, INCOMPLETE, SRSCOPE_KEY, ChannelRanges
+from srscope.runtime.io.record import RecordBusyError
+from srscope.runtime.io.store import (
+    COMPLETE,
+    WORK_IN_PROGRESS,
+    ChannelRanges,
+    PlaneStore,
+    StoreExistsError,
+    job_lock,
+    looks_like_zarr,
+    store_status,
+    sweep_creations,
+)
 from srscope.runtime.io.tiff import refuse_guessed_layout, tiff_job_metadata, write_tiff
 from srscope.runtime.planes import (
     ModelSpec,
@@ -62,7 +69,6 @@ from srscope.runtime.planework import (
     forget_cached,
     process_plane,
 )
-from srscope.runtime.progressrecord import ProgressRecord, RecordBusyError
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:  # dask.distributed is an optional extra
@@ -71,10 +77,6 @@ if TYPE_CHECKING:  # dask.distributed is an optional extra
 #: File pixel size vs the model card's input pixel size: warn above, refuse above (relative).
 PIXEL_SIZE_WARN = 0.05
 PIXEL_SIZE_REFUSE = 0.20
-
-#: A store being created lives under a temporary name for milliseconds; one older than this was
-#: left by a killed run and is removed.
-CREATION_GRACE_S = 60.0
 
 #: Test seam (used by tests/runtime/test_srrun_safety.py, harmless otherwise): ``"N:GATE"`` makes
 #: the driver pause after its N-th computed plane, still holding the job lock, create
@@ -137,13 +139,9 @@ def _nested(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def _looks_like_zarr(path: Path) -> bool:
-    return any((path / name).exists() for name in ("zarr.json", ".zgroup", ".zarray", ".zattrs"))
-
-
 def _remove(path: Path) -> None:
     if path.is_dir():
-        if not _looks_like_zarr(path):
+        if not looks_like_zarr(path):
             raise BatchError(f"{path}: is a directory that is not a zarr store; refusing to delete it")
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -153,7 +151,7 @@ def _remove(path: Path) -> None:
 def _job_of(store: Path) -> dict | None:
     """The job identity an srscope store was created for, or ``None`` if it is not one."""
     try:
-        return OmeZarrWriter.open_any(store).job
+        return PlaneStore.open_any(store).job
     except Exception:  # noqa: BLE001 - unreadable: not ours
         return None
 
@@ -165,7 +163,7 @@ def _finished_record(plan: JobPlan) -> dict | None:
         if store_status(out) != COMPLETE:
             return None
         try:
-            state = dict(OmeZarrWriter.open_any(out).group.attrs.get(SRSCOPE_KEY, {}))
+            state = PlaneStore.open_any(out).state
         except Exception:  # noqa: BLE001 - vanished meanwhile
             return None
         return dict(state.get("metadata", {}).get("srrun", {})) if state.get("job") == plan.identity else None
@@ -336,7 +334,7 @@ def _check_output(plan: JobPlan) -> None:
         raise BatchError(f"{out.parent}: output directory is not writable")
     if plan.overwrite:
         for path in {out, store}:
-            if path.is_dir() and not _looks_like_zarr(path):
+            if path.is_dir() and not looks_like_zarr(path):
                 raise BatchError(f"{path}: is a directory that is not a zarr store; refusing to replace it")
         return
     if _finished_record(plan) is not None:
@@ -347,7 +345,7 @@ def _check_output(plan: JobPlan) -> None:
         return
     status = store_status(store)
     # A TIFF job's work store may be complete too: then only the TIFF conversion is left.
-    resumable = status == INCOMPLETE or (status == COMPLETE and store != out)
+    resumable = status in WORK_IN_PROGRESS or (status == COMPLETE and store != out)
     if not resumable:
         raise BatchError(f"{out}: already exists; pass --overwrite to replace it")
     if _job_of(store) != plan.identity:
@@ -358,50 +356,30 @@ def _check_output(plan: JobPlan) -> None:
 def _tidy(store: Path) -> None:
     """A finished store keeps no progress record (locking one to inspect or replace it makes one)."""
     if store_status(store) == COMPLETE:
-        ProgressRecord(store).clear()
+        PlaneStore.open_any(store).record.clear()
 
 
 def _enter_lock(stack: contextlib.ExitStack, store: Path, what: Path) -> None:
     """Take ``store``'s job lock for the life of ``stack``, or fail if a live run holds it."""
     try:
-        stack.enter_context(ProgressRecord(store).lock())
+        stack.enter_context(job_lock(store))
     except RecordBusyError:
         raise BatchError(f"{what}: another srrun is writing it right now") from None
     stack.callback(_tidy, store)  # runs before the lock is released
 
 
-def _sweep_creations(store: Path) -> None:
-    """Remove half-created stores that killed runs left beside ``store`` (see :func:`_create_store`)."""
-    for stale in store.parent.glob(f".{glob.escape(store.name)}.*.srrun-create.zarr"):
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > CREATION_GRACE_S:
-                shutil.rmtree(stale)
-
-
 def _create_store(plan: JobPlan, held: contextlib.ExitStack) -> bool:
-    """Create the empty work store under a temporary name, lock it, then rename it into place.
+    """Create the empty work store, atomically and already locked (see :meth:`PlaneStore.create`).
 
-    Creating a store takes one write per pyramid level; a kill half-way used to leave a store every
-    rerun tripped over (or finished with too few levels). Renamed in only once complete, it is
-    never seen half-made, and already locked, so no other run can claim it first. Returns
-    ``False`` (and keeps nothing) if another run's store appeared at the path meanwhile.
+    A kill half-way used to leave a store every rerun tripped over (or finished with too few
+    levels); built beside and renamed in, it is never seen half-made, and no other run can claim
+    it first. Returns ``False`` (and keeps nothing) if another run's store appeared meanwhile.
     """
-    store = plan.store_path
-    _sweep_creations(store)
-    tmp = store.with_name(f".{store.name}.{uuid.uuid4().hex[:8]}.srrun-create.zarr")
-    lock = contextlib.ExitStack()
     try:
-        OmeZarrWriter.create(tmp, shape=plan.output_shape, dtype=plan.task.options.dtype,
-                             axes=plan.axes, job=plan.identity)
-        lock.enter_context(ProgressRecord(tmp).lock())  # the lock's inode moves with the rename
-        os.rename(tmp, store)  # refuses to replace a non-empty directory: another run's store
-    except BaseException as exc:
-        lock.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and store.exists():
-            return False
-        raise
-    held.enter_context(lock)
+        PlaneStore.create(plan.store_path, shape=plan.output_shape, dtype=plan.task.options.dtype,
+                          axes=plan.axes, job=plan.identity, hold=held)
+    except StoreExistsError:
+        return False
     return True
 
 
@@ -425,7 +403,7 @@ def _take_store(plan: JobPlan, held: contextlib.ExitStack) -> bool:
                 held.enter_context(lock.pop_all())
                 return False
             if not plan.overwrite or store == plan.output_path:
-                if status == INCOMPLETE:
+                if status in WORK_IN_PROGRESS:
                     raise BatchError(f"{store}: holds unfinished work of an srrun job with different "
                                      "input/models/options; pass --overwrite to discard it")
                 raise BatchError(f"{plan.output_path}: already exists; pass --overwrite to replace it")
@@ -434,7 +412,7 @@ def _take_store(plan: JobPlan, held: contextlib.ExitStack) -> bool:
 
 def _refuse_if_busy(path: Path) -> None:
     """Fail now, not after hours of work, if a live run is writing ``path`` in place."""
-    if store_status(path) == INCOMPLETE:
+    if store_status(path) in WORK_IN_PROGRESS:
         with contextlib.ExitStack() as probe:
             _enter_lock(probe, path, path)
 
@@ -502,6 +480,7 @@ def _publish(plan: JobPlan) -> None:
     out, store = plan.output_path, plan.store_path
     if store == out:
         return
+    fault_point("publish")
     if image_format(out) == "tiff":
         for debris in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
             debris.unlink(missing_ok=True)  # temporary TIFFs of runs killed while converting
@@ -516,7 +495,7 @@ def _sweep_finished(plan: JobPlan) -> None:
     (a TIFF's store when killed just after the TIFF's rename; a store an ``--overwrite`` run of
     this job finished but was killed before swapping in). Other jobs' stores are left alone."""
     out = plan.output_path
-    _sweep_creations(plan.store_path)
+    sweep_creations(plan.store_path)
     for store in {_store_path_for(out, overwrite=False), _store_path_for(out, overwrite=True)} - {out}:
         if not store.is_dir():
             continue
@@ -678,30 +657,30 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float,
          on_plane: Callable[[], None] | None = None) -> JobReport:
     store = plan.store_path
     task = dataclasses.replace(plan.task, run_token=uuid.uuid4().hex)
-    record = ProgressRecord(store)
     planes = plan.planes()
     with contextlib.ExitStack() as held:
         if store != plan.output_path and image_format(plan.output_path) == "zarr":
             _refuse_if_busy(plan.output_path)  # the swap at the end would be refused anyway
         created = _take_store(plan, held)  # the job lock, held until the output is in place
         status = store_status(store)
-        done = record.done() if status == INCOMPLETE else {}
-        pending = [p for p in planes if p.number not in done] if status == INCOMPLETE else []
+        unfinished = status in WORK_IN_PROGRESS
+        work = PlaneStore.open(store) if unfinished else PlaneStore.open_any(store)
+        done = work.done() if unfinished else {}
+        pending = [p for p in planes if p.number not in done] if unfinished else []
         computed = _compute(plan, task, client, pending, len(planes), created=created, progress=progress,
                             on_plane=on_plane)
-        if status == INCOMPLETE:
-            facts = record.done()
+        if unfinished:
+            facts = work.done()
             clipped = sum(int(f.get("clipped", 0)) for f in facts.values())
-            writer = OmeZarrWriter.open(store)
-            template = Image(data=writer.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
+            template = Image(data=work.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
                              channel_names=plan.source.channel_names, z_step_um=plan.source.z_step_um,
                              time_interval_s=plan.source.time_interval_s, metadata=_provenance(plan, clipped),
                              translation=plan.output_translation, channel_display=plan.source.channel_display)
-            writer.finalize(template, name=plan.output_path.name.split(".")[0] or "image",
-                            windows=_windows(plan, planes, facts))
+            work.finalize(template, name=plan.output_path.name.split(".")[0] or "image",
+                          windows=_windows(plan, planes, facts))
         else:  # finished earlier (a kill before the TIFF conversion or the swap): publish only
             clipped = int(read_image(store).metadata.get("srrun", {}).get("clipped_pixels", 0))
-        record.clear()
+        work.record.clear()
         _publish(plan)
     notes = list(plan.warnings)
     if clipped:

@@ -16,6 +16,7 @@ from srscope.runtime.io.omezarr import (
     store_status,
     write_omezarr,
 )
+from srscope.runtime.io.store import PlaneStore, looks_like_zarr
 from srscope.runtime.io.tiff import read_tiff, write_tiff
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -58,7 +59,7 @@ def write_image(path: str | Path, image: Image, *, overwrite: bool = False) -> P
         if not overwrite:
             raise ImageIOError(f"{path}: already exists (pass overwrite=True to replace it)")
         if path.is_dir():
-            if not any((path / marker).exists() for marker in ("zarr.json", ".zgroup", ".zarray")):
+            if not looks_like_zarr(path):
                 raise ImageIOError(f"{path}: is a directory but not a zarr store; refusing to replace it")
             shutil.rmtree(path)
     if not path.parent.is_dir():
@@ -67,6 +68,6 @@ def write_image(path: str | Path, image: Image, *, overwrite: bool = False) -> P
 
 
 __all__ = [
-    "CANONICAL_AXES", "Image", "ImageIOError", "OmeZarrWriter", "image_format", "read_image",
+    "CANONICAL_AXES", "Image", "ImageIOError", "OmeZarrWriter", "PlaneStore", "image_format", "read_image",
     "store_status", "write_image",
 ]

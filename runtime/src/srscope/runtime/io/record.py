@@ -1,4 +1,5 @@
-"""Which planes of an ``srrun`` job are finished, recorded so a killed job can resume.
+"""Which planes of a store are finished, and who is writing it: the record behind
+:class:`srscope.runtime.io.store.PlaneStore` (``mark_done``/``done``/``lock``), so a killed job can resume.
 
 One small marker file per plane, created (by atomic rename) only *after* that plane's pixels are
 in the store. A plane whose marker exists is therefore complete; a plane killed half-way has no
@@ -16,6 +17,8 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from srscope.runtime.io.faults import fault_point
 
 try:
     import fcntl
@@ -43,6 +46,7 @@ class ProgressRecord:
         self.directory.mkdir(exist_ok=True)
         tmp = self.directory / f".{number}.{uuid.uuid4().hex[:8]}.tmp"
         tmp.write_text(json.dumps(facts))
+        fault_point("record.mark")
         os.replace(tmp, self._marker(number))
 
     def done(self) -> dict[int, dict]:
