@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import useq
 import zarr
 from ome_zarr_models.v05.image import Image
 from srscope.acquisition.cli import main
+from srscope.acquisition.simulated import SIMULATED_PIXEL_SIZE_UM
 
 
 def test_sracquire_runs_sequence_file_with_per_channel_models(model_path, tmp_path, capsys):
@@ -33,6 +35,9 @@ def test_sracquire_runs_sequence_file_with_per_channel_models(model_path, tmp_pa
     for p in ("0", "1"):
         Image.from_zarr(root[p])
         assert raw[f"{p}/0"].shape == (2, 2, 48, 48)  # (t, c, y, x): ome-writers drops absent axes
+        # the simulated config is calibrated: the raw store carries a real pixel size (napari rejects 0)
+        raw_scale = raw[p].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+        assert raw_scale[-2:] == [SIMULATED_PIXEL_SIZE_UM, SIMULATED_PIXEL_SIZE_UM]
         sr = root[f"{p}/0"][:]
         assert sr.shape == (2, 1, 1, 96, 96) and not np.isnan(sr).any()
 
@@ -49,3 +54,24 @@ def test_sracquire_errors_are_one_line(model_path, tmp_path, capsys):
     assert main(["simulated", str(tmp_path / "s.json"), "--channel-model", "DAPI",
                  "--out", str(tmp_path / "o.ome.zarr")]) == 2
     assert "NAME=MODEL.onnx" in capsys.readouterr().err
+
+
+def test_sracquire_version_and_batch_options(model_path, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("sracquire (srscope-acquisition) ")
+    help_text = _help(capsys)
+    assert "--frame-batch N" in help_text and "--tile-batch N" in help_text and "[--batch-size" not in help_text
+    # the deprecated spelling still works, and says what it meant
+    (tmp_path / "s.json").write_text('{"time_plan": {"interval": 0, "loops": 2}}')
+    rc = main(["simulated", str(tmp_path / "s.json"), "--model", str(model_path), "--out",
+               str(tmp_path / "o.ome.zarr"), "--roi", "0,0,32,32", "--tile", "64", "--batch-size", "2", "--quiet"])
+    assert rc == 0 and "--batch-size is deprecated" in capsys.readouterr().err
+    meta = zarr.open_group(str(tmp_path / "o.ome.zarr"), mode="r").attrs["srscope"]["provenance"]
+    assert meta["worker_batch_size"] == 2 and meta["models"]["default"]["inference"]["batch_size"] == 2
+
+
+def _help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    return capsys.readouterr().out

@@ -71,25 +71,34 @@ def test_pycromanager_python_backend_acquisition_with_live_sr(pycro_engine, enha
     events = multi_d_acquisition_events(num_time_points=2, xy_positions=[[0.0, 0.0], [60.0, 30.0]],
                                         channel_group="Channel", channels=["DAPI", "FITC"])
     raw_dir = tmp_path / "raw"
-    with live(ChannelModels(by_channel={"DAPI": enhancer}), tmp_path / "sr.ome.zarr",
-              pixel_size_um=SIMULATED_PIXEL_SIZE_UM) as sr:
+    # No pixel-size override: it must come from the engine's own tags (the config is calibrated).
+    with live(ChannelModels(by_channel={"DAPI": enhancer}), tmp_path / "sr.ome.zarr") as sr:
         with Acquisition(directory=str(raw_dir), name="run", image_process_fn=sr, show_display=False) as acq:
             acq.acquire(events)
         dataset = acq.get_dataset()
     s = sr.summary
     assert s.frames_in == 8 and s.frames_super_resolved == 4 and s.frames_passed_through == 4
-    assert s.frames_failed == 0 and s.status == "complete"
+    assert s.frames_failed == 0 and s.status == "complete" and s.warnings == []
 
     # Raw frames reached pycromanager's own (NDTiff) storage untouched.
     raw = {}
     for axes in dataset.get_image_coordinates_list():
         raw[(axes["position"], axes["time"], axes["channel"])] = np.asarray(dataset.read_image(**axes))
+        tags = dataset.read_metadata(**axes)
+        # the tag names the engine really writes, which the hook reads (no fallback needed)
+        assert tags["PixelSize_um"] == SIMULATED_PIXEL_SIZE_UM and "PixelSizeUm" not in tags
+        assert "XPosition_um_Intended" in tags and "XPositionUm" not in tags
     dataset.close()
     assert len(raw) == 8
 
     root = zarr.open_group(str(tmp_path / "sr.ome.zarr"), mode="r")
-    for p in (0, 1):
+    for p, (x, y) in enumerate([(0.0, 0.0), (60.0, 30.0)]):
         Image.from_zarr(root[str(p)])
+        scale, translation = root[str(p)].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+        out_px = SIMULATED_PIXEL_SIZE_UM / 2
+        assert np.allclose(scale["scale"][-2:], [out_px, out_px])
+        # every position at its own stage coordinates (image centre = stage position), not at (0, 0)
+        assert np.allclose(translation["translation"][-2:], [y - 63 / 2 * out_px, x - 63 / 2 * out_px])
         sr_planes = root[f"{p}/0"][:]
         assert sr_planes.shape == (2, 1, 1, 64, 64)
         for t in (0, 1):

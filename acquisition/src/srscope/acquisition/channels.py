@@ -3,7 +3,8 @@
 A multi-channel acquisition usually needs one network per fluorophore (a DAPI-trained model
 does not know FITC filaments). Frames whose channel maps to no model are not super-resolved:
 their raw frame is kept by the microscope software as always, and the SR store simply has no
-plane for them. All models of one run must share one integer scale factor, because the SR
+plane for them. Parsing ``NAME=MODEL`` and :class:`ChannelMappingError` come from
+:mod:`srscope.runtime.channelmap`, shared with ``srrun``. All models of one run must share one integer scale factor, because the SR
 store holds every channel of a position in one array on one output pixel grid.
 """
 
@@ -18,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from srscope.runtime.card import ModelCard
+from srscope.runtime.channelmap import ChannelMappingError, parse_named_models
 
 
 @runtime_checkable
@@ -42,21 +44,9 @@ def live_inference_threads() -> int:
     return max(1, cores - 1)
 
 
-class ChannelMappingError(ValueError):
-    """The channel → model mapping cannot be used for one run (e.g. mixed scale factors)."""
-
-
 def parse_channel_spec(items: Sequence[str]) -> dict[str, Path]:
-    """Parse CLI ``NAME=MODEL.onnx`` items into a mapping (one-line errors for bad items)."""
-    out: dict[str, Path] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ChannelMappingError(f"channel model {item!r} is not of the form NAME=MODEL.onnx")
-        if name in out:
-            raise ChannelMappingError(f"channel {name!r} is mapped twice")
-        out[name] = Path(path)
-    return out
+    """Parse CLI ``NAME=MODEL.onnx`` items into a mapping (the runtime's one parser and error)."""
+    return parse_named_models(items)
 
 
 class ChannelModels:
@@ -80,6 +70,11 @@ class ChannelModels:
         self.scale: int = scales.pop()
         self._views: dict[tuple[int, str | None], SupportsEnhance] = {}
         self._views_lock = threading.Lock()
+        #: model file per loaded model (``id(model)``), when loaded by :meth:`from_files`: recorded in
+        #: the provenance so ``sracquire fill`` can reload the very same models after a crash
+        self.paths: dict[int, str] = {}
+        #: the Enhancer options used by :meth:`from_files` (tile, device, intensity ...)
+        self.options: dict[str, Any] = {}
 
     @classmethod
     def single(cls, model: SupportsEnhance) -> ChannelModels:
@@ -104,8 +99,11 @@ class ChannelModels:
                 loaded[key] = Enhancer.from_file(key, **enhancer_options)
             return loaded[key]
 
-        return cls({name: load(p) for name, p in (by_channel or {}).items()},
-                   default=load(default) if default is not None else None)
+        models = cls({name: load(p) for name, p in (by_channel or {}).items()},
+                     default=load(default) if default is not None else None)
+        models.paths = {id(m): str(path) for path, m in loaded.items()}
+        models.options = dict(enhancer_options)
+        return models
 
     def model_for(self, channel: str | None) -> SupportsEnhance | None:
         """The model for ``channel``. A ``series`` intensity policy latches one mapping per channel:
@@ -158,13 +156,22 @@ class ChannelModels:
                               for k in ("provider", "tile", "overlap", "batch_size", "device")
                               if getattr(m, k, None) is not None},
                 "intensity": getattr(getattr(m, "intensity", None), "name", None),
+                "path": self.paths.get(id(m)),
             }
 
         return {
             "scale_factor": self.scale,
+            "options": {k: _option_json(v) for k, v in self.options.items()},
             "default": describe(self.default) if self.default is not None else None,
             "by_channel": {name: describe(m) for name, m in self.by_channel.items()},
         }
+
+
+def _option_json(value: Any) -> Any:
+    """An Enhancer option as JSON that the CLI can parse back (an explicit mapping as ``OFFSET:SCALE``)."""
+    if hasattr(value, "offset") and hasattr(value, "scale") and not isinstance(value, (int, float)):
+        return f"{value.offset}:{value.scale}"
+    return _jsonable(value)
 
 
 def _jsonable(value: Any) -> Any:

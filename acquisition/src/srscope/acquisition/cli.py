@@ -2,6 +2,7 @@
 
     sracquire CONFIG SEQUENCE.json --model M.onnx --out run.ome.zarr
     sracquire simulated seq.yaml --model M.onnx --channel-model DAPI=dapi.onnx --out run.ome.zarr
+    sracquire fill run.ome.zarr        # after a killed run: SR the missing planes, complete the status
 
 CONFIG is a Micro-Manager ``.cfg`` (C++ adapters, or Python devices on ``#py`` lines), or
 ``simulated`` for srscope's pure-Python demo microscope. Raw frames go to ``run.raw.ome.zarr``
@@ -24,6 +25,16 @@ from srscope.acquisition.channels import (
 )
 from srscope.acquisition.pipeline import Backpressure
 from srscope.acquisition.session import SessionError, load_sequence, run_session
+from srscope.runtime.errors import UserError
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("srscope-acquisition")
+    except PackageNotFoundError:  # a source tree without installed metadata
+        return "unknown"
 
 
 def _roi(text: str) -> tuple[int, int, int, int]:
@@ -48,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=[b.value for b in Backpressure], default="block",
                    help="when SR is slower than the camera: block (never drop) or drop-oldest (preview)")
     p.add_argument("--queue", type=int, default=64, help="SR queue capacity in frames (default 64)")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per inference batch (default 4)")
+    p.add_argument("--frame-batch", type=int, default=None, metavar="N",
+                   help="frames the SR worker takes from the queue per inference call (default 4)")
+    p.add_argument("--tile-batch", type=int, default=None, metavar="N",
+                   help="tiles per ONNX Runtime call, as srrun --batch-size (default 4)")
+    p.add_argument("--batch-size", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: both of the above
     p.add_argument("--tile", type=int, default=512, help="inference tile edge in input pixels (default 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt, ... (default auto)")
     p.add_argument("--intensity", default="auto", metavar="POLICY",
@@ -59,13 +74,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="camera ROI in pixels")
     p.add_argument("--exposure-ms", type=float, help="camera exposure in ms")
     p.add_argument("--pixel-size-um", type=float, help="camera pixel size if the config has no calibration")
+    p.add_argument("--ignore-pixel-size", action="store_true",
+                   help="run models on frames whose pixel size is >20%% off the model's (warn instead of refuse)")
     p.add_argument("--summary-json", type=Path, help="also write the run summary here")
     p.add_argument("--overwrite", action="store_true", help="replace existing output stores")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--version", action="version", version=f"sracquire (srscope-acquisition) {_version()}")
     return p
 
 
+def build_fill_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sracquire fill",
+                                description="after a killed live run: super-resolve the SR planes it never wrote "
+                                            "from the raw store, with the run's own models, and complete its status")
+    p.add_argument("store", type=Path, help="the run's SR store (run.ome.zarr), or a directory holding one")
+    p.add_argument("--model", type=Path, help="default model file, if the recorded path moved (same weights)")
+    p.add_argument("--channel-model", action="append", default=[], metavar="NAME=MODEL",
+                   help="a channel's model file, if the recorded path moved (same weights)")
+    p.add_argument("--device", help="auto, cpu, cuda, ... (default: as recorded)")
+    p.add_argument("--threads", type=int, help="CPU inference threads (default: all cores)")
+    p.add_argument("--frame-batch", type=int, default=4, metavar="N", help="frames per inference call (default 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--version", action="version", version=f"sracquire (srscope-acquisition) {_version()}")
+    return p
+
+
+def fill_main(argv: Sequence[str]) -> int:
+    from srscope.acquisition.fill import fill_run
+    from srscope.runtime.providers import usable_cores
+
+    args = build_fill_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options: dict = {"intra_op_threads": args.threads or usable_cores()}
+    if args.device:
+        options["device"] = args.device
+    try:
+        report = fill_run(args.store, default_model=args.model, channel_models=parse_channel_spec(args.channel_model),
+                          frame_batch=args.frame_batch, progress=not args.quiet, **options)
+    except (UserError, ValueError) as exc:
+        print(f"sracquire: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0 if report.planes_failed == 0 else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fill"]:
+        return fill_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pymmcore-plus").setLevel(logging.ERROR)
@@ -76,7 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from srscope.runtime import DeviceUnavailableError, ModelCardError
         from srscope.runtime.intensity import parse_intensity
 
-        options = {"device": args.device, "tile": args.tile, "batch_size": args.batch_size,
+        if args.batch_size is not None:
+            print("sracquire: warning: --batch-size is deprecated: it set both --frame-batch (frames per "
+                  "inference call) and --tile-batch (tiles per ONNX Runtime call); use those", file=sys.stderr)
+        frame_batch = args.frame_batch or args.batch_size or 4
+        tile_batch = args.tile_batch or args.batch_size or 4
+        if min(frame_batch, tile_batch) < 1:
+            raise SessionError("--frame-batch and --tile-batch must be >= 1")
+        options = {"device": args.device, "tile": args.tile, "batch_size": tile_batch,
                    "intensity": parse_intensity(args.intensity)}
         if args.threads is not None:
             options["intra_op_threads"] = args.threads
@@ -85,10 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ModelCardError, DeviceUnavailableError, OSError) as exc:
             raise SessionError(str(exc)) from None
         result = run_session(args.config, sequence, models, args.out, raw_out=args.raw, policy=args.policy,
-                             max_queued=args.queue, batch_size=args.batch_size,
+                             max_queued=args.queue, batch_size=frame_batch,
                              pixel_size_um=args.pixel_size_um, overwrite=args.overwrite,
-                             progress=not args.quiet, camera_roi=args.roi, exposure_ms=args.exposure_ms)
-    except (SessionError, ChannelMappingError, ValueError) as exc:
+                             progress=not args.quiet, camera_roi=args.roi, exposure_ms=args.exposure_ms,
+                             ignore_pixel_size=args.ignore_pixel_size)
+    except (SessionError, ChannelMappingError, UserError, ValueError) as exc:
         print(f"sracquire: error: {exc}", file=sys.stderr)
         return 2
     print(result.summary.format())

@@ -35,11 +35,11 @@ import numpy as np
 from srscope.acquisition.channels import ChannelModels, SupportsEnhance
 from srscope.acquisition.summary import RunSummary
 from srscope.acquisition.writer import PositionGeometry, SRStoreWriter
+from srscope.runtime.pixelsize import check_pixel_size
 from tqdm import tqdm
 
 log = logging.getLogger("srscope.acquisition")
 
-_PIXEL_SIZE_TOLERANCE = 0.02  # relative; beyond this the model sees a magnification it was not trained for
 
 
 class Backpressure(str, enum.Enum):
@@ -124,6 +124,11 @@ class _FrameQueue:
             self._dead = True
             self._cond.notify_all()
 
+    @property
+    def accepting(self) -> bool:
+        with self._cond:
+            return not (self._dead or self._closed)
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
@@ -134,14 +139,17 @@ class LivePipeline:
 
     ``pixel_size_um`` overrides the camera pixel size reported with each frame (needed when the
     microscope has no pixel-size calibration); without either, the model card's input pixel
-    size is assumed and a warning is recorded. ``z_step_um``/``t_interval_s`` go into the NGFF
-    scale of each image.
+    size is assumed and a warning is recorded. A pixel size off the model's is judged by the
+    runtime's one policy (:mod:`srscope.runtime.pixelsize`): a warning above 5 %; above 20 % the
+    model is not run on those frames (they count as failed, with one error) unless
+    ``ignore_pixel_size``. ``z_step_um``/``t_interval_s`` go into the NGFF scale of each image.
     """
 
     def __init__(self, models: ChannelModels, writer: SRStoreWriter, *,
                  policy: Backpressure | str = Backpressure.BLOCK, max_queued: int = 64,
                  batch_size: int = 4, pixel_size_um: float | None = None,
-                 z_step_um: float | None = None, t_interval_s: float | None = None) -> None:
+                 z_step_um: float | None = None, t_interval_s: float | None = None,
+                 ignore_pixel_size: bool = False) -> None:
         if max_queued < 1 or batch_size < 1:
             raise ValueError("max_queued and batch_size must be >= 1")
         self.models = models
@@ -151,6 +159,8 @@ class LivePipeline:
         self.pixel_size_um = pixel_size_um
         self.z_step_um = z_step_um
         self.t_interval_s = t_interval_s
+        self.ignore_pixel_size = ignore_pixel_size
+        self._pixel_refused: dict[tuple[int, float], bool] = {}
         self._queue = _FrameQueue(max_queued)
         self._lock = threading.Lock()
         self._summary = RunSummary(policy=self.policy.value)
@@ -198,9 +208,23 @@ class LivePipeline:
         with self._lock:
             self._callbacks.append(seconds)
 
+    def record_blocked(self, seconds: float) -> None:
+        """A hook's own gate (see :meth:`LiveSRHandler.bounded`) made the acquisition wait this long."""
+        with self._lock:
+            self._summary.blocked_s += seconds
+
+    def warn_once(self, kind: str, message: str) -> None:
+        """Record a warning in the run summary (once per ``kind``) and log it."""
+        self._warn_once(kind, message)
+
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def accepting(self) -> bool:
+        """False once the run is closing or the worker died: nobody should wait for room then."""
+        return self._queue.accepting
 
     # ---------------------------------------------------------------- ending a run
     def finish(self, timeout: float | None = None, *, canceled: bool = False,
@@ -288,6 +312,12 @@ class LivePipeline:
             if id(model) in self._failed_models or self._writer_failed:
                 self._fail(frames)
                 continue
+            refused = [f for f in frames if self._pixel_refused_for(f, model)]
+            if refused:
+                self._fail(refused)
+                frames = [f for f in frames if f not in refused]
+                if not frames:
+                    continue
             try:
                 t0 = time.perf_counter()
                 outputs = model.enhance_many([f.data for f in frames])
@@ -333,18 +363,35 @@ class LivePipeline:
             self._summary.frames_failed += len(frames)
             self._summary.failed_frames.extend(asdict(f.key) for f in frames)
 
-    def _geometry(self, frame: LiveFrame, model: SupportsEnhance) -> PositionGeometry:
-        card = model.card
+    def _pixel_size(self, frame: LiveFrame, model: SupportsEnhance) -> float:
+        """The input pixel size of ``frame``: the override, the frame's calibration, or the card's."""
         pixel = self.pixel_size_um or frame.pixel_size_um
-        if not pixel or pixel <= 0:
-            pixel = card.input_pixel_size_um
-            self._warn_once("pixel-unknown", "camera pixel size unknown (no pixel-size calibration): "
-                            f"assuming the model's input pixel size {pixel} µm")
-        elif abs(pixel - card.input_pixel_size_um) > _PIXEL_SIZE_TOLERANCE * card.input_pixel_size_um:
-            self._warn_once("pixel-mismatch", f"frames have {pixel} µm pixels but model {card.name!r} "
-                            f"expects {card.input_pixel_size_um} µm: SR output may be unreliable")
-        return PositionGeometry(input_shape=tuple(frame.data.shape[-2:]), input_pixel_size_um=float(pixel),
-                                scale=self.models.scale, stage_um=frame.stage_um or (0.0, 0.0, 0.0),
+        if pixel and pixel > 0:
+            return float(pixel)
+        self._warn_once("pixel-unknown", "camera pixel size unknown (no pixel-size calibration): "
+                        f"assuming the model's input pixel size {model.card.input_pixel_size_um} µm")
+        return float(model.card.input_pixel_size_um)
+
+    def _pixel_refused_for(self, frame: LiveFrame, model: SupportsEnhance) -> bool:
+        """Judge ``frame``'s pixel size against ``model`` once per (model, size): warn or refuse."""
+        pixel = self._pixel_size(frame, model)
+        key = (id(model), pixel)
+        if key not in self._pixel_refused:
+            card = model.card
+            check = check_pixel_size(pixel, card.input_pixel_size_um, model=card.name, what="frames",
+                                     ignore=self.ignore_pixel_size)
+            if check.refused:
+                self._warn_once(f"pixel-refused-{key}", f"{check.message}: not super-resolving these frames",
+                                error=True)
+            elif check.message is not None:
+                self._warn_once(f"pixel-mismatch-{key}", check.message)
+            self._pixel_refused[key] = check.refused
+        return self._pixel_refused[key]
+
+    def _geometry(self, frame: LiveFrame, model: SupportsEnhance) -> PositionGeometry:
+        return PositionGeometry(input_shape=tuple(frame.data.shape[-2:]),
+                                input_pixel_size_um=self._pixel_size(frame, model), scale=self.models.scale,
+                                stage_um=frame.stage_um or (0.0, 0.0, 0.0),
                                 z_step_um=self.z_step_um, t_interval_s=self.t_interval_s)
 
     def _warn_once(self, kind: str, message: str, *, error: bool = False) -> None:

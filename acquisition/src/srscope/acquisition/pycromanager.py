@@ -46,28 +46,53 @@ def _as_models(model: ChannelModels | SupportsEnhance | str | Path, **enhancer_o
     return ChannelModels.single(model)
 
 
+#: Image tags holding the camera pixel size, best first. ``PixelSize_um`` is what pycromanager's
+#: acquisition engines write (AcqEngPy/AcqEngJ ``AcqEngMetadata.PIX_SIZE``); ``PixelSizeUm`` is
+#: Micro-Manager's core/MMStudio image tag, kept as a fallback.
+PIXEL_SIZE_TAGS = ("PixelSize_um", "PixelSizeUm")
+#: Stage-position tags per axis, best first: the engine's ``<axis>Position_um_Intended`` (the
+#: position the event asked for, written for every event that sets that axis), then the
+#: measured ``<axis>Position_um`` and Micro-Manager's core tag ``<axis>PositionUm``.
+STAGE_TAGS = {axis: (f"{axis}Position_um_Intended", f"{axis}Position_um", f"{axis}PositionUm")
+              for axis in "XYZ"}
+
+
+def _first_number(tags: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        value = tags.get(key)
+        if value is None or value == "":
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(number):
+            return number
+    return None
+
+
 def frame_from_tags(image: np.ndarray, tags: Mapping[str, Any], positions: dict[Any, int], t0: float) -> LiveFrame:
-    """Build a :class:`LiveFrame` (a copy of ``image``) from Micro-Manager image tags."""
+    """Build a :class:`LiveFrame` (a copy of ``image``) from pycromanager/Micro-Manager image tags.
+
+    Reads the tags the engines really emit (:data:`PIXEL_SIZE_TAGS`, :data:`STAGE_TAGS`): a
+    pixel size of 0 (an uncalibrated configuration) counts as unknown; a missing stage axis is 0.
+    """
     axes = tags.get("Axes") or {}
-    pos_label = axes.get("position", 0)
+    pos_label = axes.get("position", tags.get("PositionName", 0))
     position = positions.setdefault(pos_label, len(positions))
     channel = axes.get("channel", tags.get("Channel"))
-
-    def num(key: str) -> float:
-        value = tags.get(key)
-        try:
-            return float(value) if value is not None else 0.0
-        except (TypeError, ValueError):
-            return 0.0
-
-    pixel = num("PixelSizeUm")
+    pixel = _first_number(tags, PIXEL_SIZE_TAGS)
+    stage = tuple(_first_number(tags, STAGE_TAGS[axis]) or 0.0 for axis in "XYZ")
+    name = tags.get("PositionName")
+    if name is None and not isinstance(pos_label, int):
+        name = pos_label
     return LiveFrame(
         key=FrameKey(position, int(axes.get("time", 0)), str(channel) if channel is not None else None,
                      int(axes.get("z", 0))),
         data=np.array(image, copy=True), t_in=t0,
-        stage_um=(num("XPositionUm"), num("YPositionUm"), num("ZPositionUm")),
-        pixel_size_um=pixel if pixel > 0 else None,
-        position_name=str(pos_label) if not isinstance(pos_label, int) else None,
+        stage_um=(stage[0], stage[1], stage[2]),
+        pixel_size_um=pixel if pixel is not None and pixel > 0 else None,
+        position_name=str(name) if name is not None else None,
     )
 
 
@@ -76,13 +101,14 @@ class LiveImageProcessFn:
 
     def __init__(self, models: ChannelModels, out: str | Path, *, policy: Backpressure | str = "block",
                  max_queued: int = 64, batch_size: int = 4, pixel_size_um: float | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, ignore_pixel_size: bool = False) -> None:
         writer = SRStoreWriter(out, overwrite=overwrite, channels=(),
                                provenance={"models": models.provenance(), "hook": "pycromanager image_process_fn",
                                            "backpressure": Backpressure(policy).value, "max_queued": max_queued,
                                            "worker_batch_size": batch_size})
         self.pipeline = LivePipeline(models, writer, policy=policy, max_queued=max_queued,
-                                     batch_size=batch_size, pixel_size_um=pixel_size_um)
+                                     batch_size=batch_size, pixel_size_um=pixel_size_um,
+                                     ignore_pixel_size=ignore_pixel_size)
         self.summary: RunSummary | None = None
         self._positions: dict[Any, int] = {}
         self._lock = threading.Lock()
@@ -118,7 +144,7 @@ class LiveImageProcessFn:
 
 def live(model: ChannelModels | SupportsEnhance | str | Path, out: str | Path, *,
          policy: Backpressure | str = "block", max_queued: int = 64, batch_size: int = 4,
-         pixel_size_um: float | None = None, overwrite: bool = False,
+         pixel_size_um: float | None = None, overwrite: bool = False, ignore_pixel_size: bool = False,
          **enhancer_options: Any) -> LiveImageProcessFn:
     """``image_process_fn`` that super-resolves every frame into ``out`` (an OME-Zarr store).
 
@@ -127,7 +153,8 @@ def live(model: ChannelModels | SupportsEnhance | str | Path, out: str | Path, *
     """
     return LiveImageProcessFn(_as_models(model, **enhancer_options), out, policy=policy,
                               max_queued=max_queued, batch_size=batch_size,
-                              pixel_size_um=pixel_size_um, overwrite=overwrite)
+                              pixel_size_um=pixel_size_um, overwrite=overwrite,
+                              ignore_pixel_size=ignore_pixel_size)
 
 
 class SRImageProcessor:

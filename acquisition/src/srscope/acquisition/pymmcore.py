@@ -5,12 +5,16 @@ The raw frames are stored by pymmcore-plus's own writer (the ``raw`` output, an 
 written by ome-writers), untouched; the handler copies each frame into the SR pipeline and
 returns at once. Use it either way:
 
-* ``core.mda.run(seq, output=["raw.ome.zarr", handler])``: pymmcore-plus calls the handler on
-  its relay thread. An exception there would only be logged and later frames silently lost,
-  so the handler never raises; errors land in the run summary.
+* ``with handler.bounded(core): core.mda.run(seq, output=["raw.ome.zarr", handler])``:
+  pymmcore-plus calls the handler on its relay thread. An exception there would only be logged
+  and later frames silently lost, so the handler never raises; errors land in the run summary.
+  The relay's own queue is unbounded, so ``block`` backpressure waiting on the relay thread
+  would not bound memory (frames pile up in the relay instead); :meth:`LiveSRHandler.bounded`
+  adds a gate on the acquisition thread that waits while the relay backlog plus the SR queue
+  holds ``max_queued`` frames. Without it a ``block`` run records a warning saying so.
 * ``with handler.connected(core): core.mda.run(seq, output="raw.ome.zarr")``: the handler is
   connected straight to ``core.mda.events`` and runs on the acquisition thread itself, which
-  is fine because it only enqueues.
+  is fine because it only enqueues; ``block`` waits right there, so memory is bounded too.
 
 Either way ``sequenceFinished`` waits until the SR backlog is written, so ``mda.run`` returns
 with both stores complete; frame timing during the run is unaffected.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -56,7 +61,7 @@ class LiveSRHandler:
     def __init__(self, models: ChannelModels, out: str | Path, *, policy: Backpressure | str = "block",
                  max_queued: int = 64, batch_size: int = 4, pixel_size_um: float | None = None,
                  overwrite: bool = False, raw_store: str | Path | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, ignore_pixel_size: bool = False) -> None:
         self.models = models
         self.out = Path(out)
         self.policy = Backpressure(policy)
@@ -66,10 +71,17 @@ class LiveSRHandler:
         self.overwrite = overwrite
         self.raw_store = str(raw_store) if raw_store is not None else None
         self.progress = progress
+        self.ignore_pixel_size = ignore_pixel_size
         self.pipeline: LivePipeline | None = None
         self.summary: RunSummary | None = None
         self._positions: dict[tuple[int, int], int] = {}
         self._canceled = False
+        # Frames the acquisition-thread gate let through vs frames this handler received: their
+        # difference is the relay thread's backlog (see :meth:`bounded`).
+        self._flow = threading.Condition()
+        self._gated = 0
+        self._received = 0
+        self._gates = 0
 
     # -- pymmcore-plus MDA signals (names fixed by pymmcore-plus) --------------------------
     def sequenceStarted(self, sequence: useq.MDASequence, meta: Mapping | None = None) -> None:
@@ -96,13 +108,23 @@ class LiveSRHandler:
         self._canceled = False
         self.pipeline = LivePipeline(self.models, writer, policy=self.policy, max_queued=self.max_queued,
                                      batch_size=self.batch_size, pixel_size_um=self.pixel_size_um,
-                                     z_step_um=layout["z_step_um"], t_interval_s=layout["t_interval_s"])
+                                     z_step_um=layout["z_step_um"], t_interval_s=layout["t_interval_s"],
+                                     ignore_pixel_size=self.ignore_pixel_size)
 
     def frameReady(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping | None = None) -> None:
         t0 = time.perf_counter()
+        with self._flow:
+            self._received += 1
+            self._flow.notify_all()
         pipeline = self.pipeline
         if pipeline is None:
             return
+        if (self._gates == 0 and self.policy is Backpressure.BLOCK
+                and type(threading.current_thread()).__name__ == "MDARelayThread"):
+            pipeline.warn_once("relay-unbounded",
+                               "frames reach srscope on pymmcore-plus's relay thread, whose queue is unbounded: "
+                               "'block' bounds only srscope's own queue; run inside handler.bounded(core) "
+                               "(or handler.connected(core)) to bound memory")
         try:
             frame = self._frame(image, event, meta or {}, t0)
         except Exception as exc:  # noqa: BLE001 - never raise into pymmcore-plus: it drops later frames
@@ -135,6 +157,48 @@ class LiveSRHandler:
             for signal, slot in pairs:
                 with contextlib.suppress(Exception):
                     signal.disconnect(slot)
+
+    @contextlib.contextmanager
+    def bounded(self, core: Any) -> Iterator[LiveSRHandler]:
+        """Bound memory in the ``core.mda.run(seq, output=[raw, handler])`` form.
+
+        pymmcore-plus delivers that handler's frames on a relay thread through an unbounded
+        deque, so a handler waiting there (``block`` policy, full queue) only moves the pile-up
+        into the relay. Inside this context a gate on ``core.mda.events.frameReady`` runs on the
+        acquisition thread and, before each frame is relayed, waits while the relay backlog plus
+        the SR queue already hold ``max_queued`` frames: the acquisition slows down instead of
+        memory growing. The wait is reported as ``blocked_s``. ``drop-oldest`` never waits.
+        """
+        signal = core.mda.events.frameReady
+        signal.connect(self._gate)
+        self._gates += 1
+        try:
+            yield self
+        finally:
+            self._gates -= 1
+            with contextlib.suppress(Exception):
+                signal.disconnect(self._gate)
+
+    def _gate(self, *_: Any) -> None:
+        """Acquisition thread, before the frame is relayed: wait for room (block policy only)."""
+        waited = 0.0
+        with self._flow:
+            pipeline = self.pipeline
+            if self.policy is Backpressure.BLOCK and pipeline is not None and self.summary is None:
+                t0 = time.perf_counter()
+                while (self._gated - self._received + pipeline.queued >= self.max_queued
+                       and pipeline.accepting and self.summary is None):
+                    self._flow.wait(0.005)  # woken by frameReady; the timeout sees the worker take frames
+                waited = time.perf_counter() - t0
+            self._gated += 1
+        if waited > 1e-4 and pipeline is not None:
+            pipeline.record_blocked(waited)
+
+    @property
+    def relay_backlog(self) -> int:
+        """Frames the gate let through that this handler has not received yet (0 without a gate)."""
+        with self._flow:
+            return max(0, self._gated - self._received) if self._gates else 0
 
     def _frame(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping, t0: float) -> LiveFrame:
         index = event.index

@@ -23,8 +23,9 @@ import useq
 from srscope.acquisition.channels import ChannelModels
 from srscope.acquisition.pipeline import Backpressure
 from srscope.acquisition.pymmcore import LiveSRHandler
-from srscope.acquisition.simulated import SIMULATED_CONFIG, SIMULATED_PIXEL_SIZE_UM
+from srscope.acquisition.simulated import SIMULATED_CONFIG
 from srscope.acquisition.summary import RunSummary
+from srscope.runtime.pixelsize import check_pixel_size
 from tqdm import tqdm
 
 log = logging.getLogger("srscope.acquisition")
@@ -68,8 +69,14 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
                 overwrite: bool = False, progress: bool = True,
                 camera_roi: tuple[int, int, int, int] | None = None,
                 exposure_ms: float | None = None,
-                properties: Mapping[tuple[str, str], object] | None = None) -> SessionResult:
-    """Load ``config`` into a UniMMCore, run ``sequence`` with raw + SR outputs, tear down."""
+                properties: Mapping[tuple[str, str], object] | None = None,
+                ignore_pixel_size: bool = False) -> SessionResult:
+    """Load ``config`` into a UniMMCore, run ``sequence`` with raw + SR outputs, tear down.
+
+    The configuration's pixel size (or ``pixel_size_um``) is checked against every model before
+    the first frame: a refusal by :mod:`srscope.runtime.pixelsize` is a :class:`SessionError`.
+    The run uses :meth:`LiveSRHandler.bounded`, so ``block`` backpressure bounds memory.
+    """
     from pymmcore_plus.experimental.unicore import UniMMCore
 
     out = Path(out)
@@ -81,8 +88,6 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
     cfg = SIMULATED_CONFIG if simulated else Path(config)
     if not cfg.is_file():
         raise SessionError(f"Micro-Manager config not found: {cfg}")
-    if simulated and pixel_size_um is None:
-        pixel_size_um = SIMULATED_PIXEL_SIZE_UM
 
     mm_log = logging.getLogger("pymmcore-plus")
     level = mm_log.level
@@ -104,9 +109,10 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
             core.setExposure(exposure_ms)
         for (device, prop), value in (properties or {}).items():
             core.setProperty(device, prop, value)
+        _check_pixel_size(pixel_size_um or core.getPixelSizeUm(), models, ignore=ignore_pixel_size)
         handler = LiveSRHandler(models, out, policy=policy, max_queued=max_queued, batch_size=batch_size,
                                 pixel_size_um=pixel_size_um, overwrite=overwrite, raw_store=str(raw_path),
-                                progress=progress)
+                                progress=progress, ignore_pixel_size=ignore_pixel_size)
         n_events = sum(1 for _ in sequence)
         bar = tqdm(total=n_events, unit="frame", desc="acquiring", disable=not progress)
 
@@ -117,7 +123,8 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
 
         core.mda.events.frameReady.connect(tick)
         try:
-            core.mda.run(sequence, output=[str(raw_path), handler], overwrite=overwrite)
+            with handler.bounded(core):
+                core.mda.run(sequence, output=[str(raw_path), handler], overwrite=overwrite)
         finally:
             core.mda.events.frameReady.disconnect(tick)
             bar.close()
@@ -129,3 +136,15 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
         core.unloadAllDevices()
         del core
         gc.collect()
+
+
+def _check_pixel_size(pixel_um: float, models: ChannelModels, *, ignore: bool) -> None:
+    """Refuse before the first frame when the camera's pixel size does not suit a model."""
+    if not pixel_um or pixel_um <= 0:
+        return  # uncalibrated: the pipeline assumes the card's size and records a warning
+    for model in models.models():
+        card = model.card
+        check = check_pixel_size(pixel_um, card.input_pixel_size_um, model=card.name, what="camera",
+                                 ignore=ignore)
+        if check.refused:
+            raise SessionError(check.message)

@@ -23,6 +23,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srtrain", description=__doc__.splitlines()[0])
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        release = version("srscope-training")
+    except PackageNotFoundError:  # a source tree without installed metadata
+        release = "unknown"
+    parser.add_argument("--version", action="version", version=f"srtrain (srscope-training) {release}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
