@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: forward passes under bfloat16 autocast (weights, losses and Adam stay float32); "
+                             "bench/bench_training_speed.py measures whether it pays on this machine")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the networks")
     parser.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt instead of resuming")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             nu=args.nu, val_every=args.val_every, val_patches=args.val_patches, select_on=args.select_on,
             init_from=args.init_from, seed=args.seed, device=args.device, resume=not args.fresh,
             command=_command_line(args),
-            progress=not args.no_progress,
+            progress=not args.no_progress, precision=args.precision, channels_last=args.channels_last,
         )
         result = train(config)
     except (DatasetFormatError, CheckpointError, ValueError) as exc:

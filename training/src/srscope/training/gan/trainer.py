@@ -41,6 +41,7 @@ LOG_FIELDS = [
 
 
 LR_SCHEDULES = ("none", "cosine")
+PRECISIONS = ("fp32", "bf16")
 #: the cosine schedule ends at this fraction of the starting learning rates
 LR_FLOOR = 0.01
 
@@ -94,9 +95,16 @@ class TrainConfig:
     resume: bool = True
     command: str = ""
     progress: bool = True
+    #: "bf16": forward passes under torch.autocast(bfloat16) (losses, optimiser state and the weights
+    #: stay float32); pays where the CPU has AVX512_BF16/AMX or the GPU has bf16 tensor cores
+    precision: str = "fp32"
+    #: NHWC memory layout for G, D and the batches (oneDNN/cuDNN often prefer it for convolutions)
+    channels_last: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if self.select_on not in ("total", "content"):
             raise ValueError(f"select_on must be 'total' or 'content', not {self.select_on!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -197,6 +205,10 @@ class Trainer:
             if config.init_from:
                 self._init_from(config.init_from)
             self.weights = self._choose_weights()
+        if config.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            if self.D is not None:
+                self.D.to(memory_format=torch.channels_last)
         self.G_train = self.G
         self.D_train = self.D
         if self.dist.enabled:
@@ -312,6 +324,9 @@ class Trainer:
         self.iteration += 1
         lr, hr = self.sampler.batch(self.iteration, cfg.batch_size, self.dist.rank)
         lr, hr = lr.to(self.device), hr.to(self.device)
+        if cfg.channels_last:
+            lr, hr = lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
         factor = learning_rate_factor(self.iteration, cfg.iterations, cfg.lr_decay)
         for group in self.opt_g.param_groups:
@@ -320,13 +335,17 @@ class Trainer:
             for group in self.opt_d.param_groups:
                 group["lr"] = cfg.lr_d * factor
 
-        fake = self.G_train(lr)
-        if self.D is not None:
-            self.D.requires_grad_(False)  # G step: D fixed (and its DDP hooks untouched)
-            fake_logits = self.D(fake)
-            self.D.requires_grad_(True)
-        else:
-            fake_logits = None
+        with autocast:
+            fake = self.G_train(lr)
+            if self.D is not None:
+                self.D.requires_grad_(False)  # G step: D fixed (and its DDP hooks untouched)
+                fake_logits = self.D(fake)
+                self.D.requires_grad_(True)
+            else:
+                fake_logits = None
+        # the losses (MSE, SSIM's small differences of means) in float32
+        fake = fake.float()
+        fake_logits = fake_logits.float() if fake_logits is not None else None
         terms = generator_loss(fake_logits, fake, hr, w, cfg.data_range)
         self.opt_g.zero_grad(set_to_none=True)
         terms.total.backward()
@@ -336,7 +355,9 @@ class Trainer:
         row = terms.as_floats()
 
         if self.D is not None:
-            d_loss = discriminator_loss(self.D_train(hr), self.D_train(fake.detach()))
+            with autocast:
+                real_logits, fake_logits = self.D_train(hr), self.D_train(fake.detach())
+            d_loss = discriminator_loss(real_logits.float(), fake_logits.float())
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
