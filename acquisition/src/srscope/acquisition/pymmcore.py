@@ -82,6 +82,8 @@ class LiveSRHandler:
         self._gated = 0
         self._received = 0
         self._gates = 0
+        self._gate_active = False
+        self._handler_started = False
 
     # -- pymmcore-plus MDA signals (names fixed by pymmcore-plus) --------------------------
     def sequenceStarted(self, sequence: useq.MDASequence, meta: Mapping | None = None) -> None:
@@ -102,6 +104,7 @@ class LiveSRHandler:
             message = f"live SR disabled for this run: cannot create {self.out}: {exc}"
             log.error("%s", message)
             self.summary = RunSummary(status="failed", errors=[message])
+            self._mark_started()
             return
         self._positions.clear()
         self.summary = None
@@ -110,12 +113,23 @@ class LiveSRHandler:
                                      batch_size=self.batch_size, pixel_size_um=self.pixel_size_um,
                                      z_step_um=layout["z_step_um"], t_interval_s=layout["t_interval_s"],
                                      ignore_pixel_size=self.ignore_pixel_size)
+        self._mark_started()
+
+    def _mark_started(self) -> None:
+        with self._flow:
+            self._handler_started = True
+            self._flow.notify_all()
 
     def frameReady(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping | None = None) -> None:
+        try:
+            self._frame_ready(image, event, meta)
+        finally:  # counted once the frame is queued (or dropped): until then the gate counts it as held
+            with self._flow:
+                self._received += 1
+                self._flow.notify_all()
+
+    def _frame_ready(self, image: np.ndarray, event: useq.MDAEvent, meta: Mapping | None) -> None:
         t0 = time.perf_counter()
-        with self._flow:
-            self._received += 1
-            self._flow.notify_all()
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -165,32 +179,51 @@ class LiveSRHandler:
         pymmcore-plus delivers that handler's frames on a relay thread through an unbounded
         deque, so a handler waiting there (``block`` policy, full queue) only moves the pile-up
         into the relay. Inside this context a gate on ``core.mda.events.frameReady`` runs on the
-        acquisition thread and, before each frame is relayed, waits while the relay backlog plus
-        the SR queue already hold ``max_queued`` frames: the acquisition slows down instead of
-        memory growing. The wait is reported as ``blocked_s``. ``drop-oldest`` never waits.
+        acquisition thread and, before each frame is relayed, waits while the frames held between
+        camera and SR worker (relay backlog plus SR queue) already number ``max_queued``: the
+        acquisition slows down instead of memory growing. The wait is reported as ``blocked_s``;
+        ``drop-oldest`` never waits. If the handler never starts (it was not passed to ``output``),
+        the gate stops gating after 5 s instead of stalling the acquisition.
         """
-        signal = core.mda.events.frameReady
-        signal.connect(self._gate)
+        events = core.mda.events
+        pairs = [(events.sequenceStarted, self._gate_run_started), (events.frameReady, self._gate)]
+        for signal, slot in pairs:
+            signal.connect(slot)
         self._gates += 1
         try:
             yield self
         finally:
             self._gates -= 1
-            with contextlib.suppress(Exception):
-                signal.disconnect(self._gate)
+            for signal, slot in pairs:
+                with contextlib.suppress(Exception):
+                    signal.disconnect(slot)
+
+    def _gate_run_started(self, *_: Any) -> None:
+        """Acquisition thread: a run starts; the handler hears of it later, through the relay."""
+        with self._flow:
+            self._handler_started = False
+            self._gate_active = True
 
     def _gate(self, *_: Any) -> None:
         """Acquisition thread, before the frame is relayed: wait for room (block policy only)."""
         waited = 0.0
         with self._flow:
-            pipeline = self.pipeline
-            if self.policy is Backpressure.BLOCK and pipeline is not None and self.summary is None:
+            if self.policy is Backpressure.BLOCK and self._gate_active:
                 t0 = time.perf_counter()
-                while (self._gated - self._received + pipeline.queued >= self.max_queued
-                       and pipeline.accepting and self.summary is None):
+                while True:
+                    pipeline = self.pipeline if self._handler_started and self.summary is None else None
+                    queued = pipeline.queued if pipeline is not None and pipeline.accepting else 0
+                    if self._gated - self._received + queued < self.max_queued:
+                        break
+                    if not self._handler_started and time.perf_counter() - t0 > 5.0:
+                        self._gate_active = False  # not in this run's outputs: never stall the acquisition
+                        log.warning("srscope: handler.bounded(core) is active but the handler is not receiving "
+                                    "frames (is it in mda.run(output=[...])?); not gating this run")
+                        break
                     self._flow.wait(0.005)  # woken by frameReady; the timeout sees the worker take frames
                 waited = time.perf_counter() - t0
             self._gated += 1
+        pipeline = self.pipeline
         if waited > 1e-4 and pipeline is not None:
             pipeline.record_blocked(waited)
 
