@@ -1,23 +1,25 @@
-"""Incremental OME-Zarr (NGFF 0.5, zarr v3) store for super-resolved frames.
+"""The live super-resolution store: one runtime :class:`~srscope.runtime.io.store.PlaneStore` per
+stage position, under a :class:`~srscope.runtime.io.collection.ImageCollection` root.
 
-Layout, mirroring the raw store that pymmcore-plus/ome-writers writes, so image ``k`` of the
-SR store is position ``k`` of the raw store::
+Layout (NGFF 0.5 ``bioformats2raw.layout``, as the raw store pymmcore-plus/ome-writers writes, so
+image ``k`` of the SR store is position ``k`` of the raw store)::
 
-    run.ome.zarr/                 group: ome.bioformats2raw.layout = 3, srscope = provenance + run summary
-      OME/                        group: ome.series = ["0", "1", ...]
-      0/                          NGFF image for position 0: axes t, c, z, y, x
-        0/                        float32 array (T, C, Z, H*s, W*s), one chunk per plane, fill NaN
+    run.ome.zarr/                 root: ome.bioformats2raw.layout = 3, srscope = provenance + run status
+      OME/                        ome.series = ["0", "1", ...] and METADATA.ome.xml (what napari reads)
+      0/                          NGFF multiscale image of position 0: axes t, c, z, y, x, 2x2-mean pyramid
+        0/ 1/ ...                 float32 levels (T, C, Z, H*s, W*s) ..., one chunk per plane, fill NaN
       1/ ...
 
-Why zarr directly rather than a sequential writer: the SR worker writes planes by index, so
-frames skipped by the ``drop-oldest`` policy, frames whose model failed and channels without a
-model simply leave NaN (never written) planes instead of shifting every later frame. Metadata is
-complete before the first plane is written and every plane is one chunk file, so the store is
-valid and readable at every moment of the run, including after a crash or abort; the final
-``srscope.status`` says whether the run completed.
+This module only decides *what* goes where (positions, channels, the stage geometry); the store
+itself (atomic creation, pyramid, NGFF axes/scale/translation/omero, status) is the runtime's, the
+same one ``srrun`` writes. Each position's image carries NGFF metadata from its creation and is
+valid and readable at every moment (unwritten planes read NaN), including after a crash; its
+``srscope.status`` and the root's say whether the run finished.
 
-SR planes are float32 counts (the runtime's quantitative output, which may dip slightly below
-the camera offset); NaN marks "no SR plane here", distinct from a real zero.
+Why planes by index rather than a sequential writer: frames skipped by the ``drop-oldest`` policy,
+frames whose model failed and channels without a model simply leave NaN (never written) planes
+instead of shifting every later frame. SR planes are float32 counts (the runtime's quantitative
+output, which may dip slightly below the camera offset); NaN marks "no SR plane here".
 """
 
 from __future__ import annotations
@@ -32,18 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
+from srscope.runtime.io import Image
+from srscope.runtime.io.collection import ImageCollection, SeriesInfo
+from srscope.runtime.io.store import (
+    ACQUIRING,
+    ChannelRanges,
+    PlaneStore,
+    StoreExistsError,
+)
 
-AXES = ("t", "c", "z", "y", "x")
-_AXIS_META = [
-    {"name": "t", "type": "time", "unit": "second"},
-    {"name": "c", "type": "channel"},
-    {"name": "z", "type": "space", "unit": "micrometer"},
-    {"name": "y", "type": "space", "unit": "micrometer"},
-    {"name": "x", "type": "space", "unit": "micrometer"},
-]
+AXES = "tczyx"
+#: Display colours of common filter names (NGFF ``omero`` colour and OME-XML channel colour).
 _COLORS = {"DAPI": "0000FF", "FITC": "00FF00", "GFP": "00FF00", "TxRed": "FF0000",
            "Cy5": "FF00FF", "mCherry": "FF0000"}
+#: Contrast window shown for a channel before any of its planes has been written.
+_EMPTY_WINDOW = (0.0, 4000.0)
 
 
 class SRStoreError(RuntimeError):
@@ -73,30 +78,26 @@ class PositionGeometry:
     def output_pixel_size_um(self) -> float:
         return self.input_pixel_size_um / self.scale
 
-    def transformations(self) -> list[dict[str, Any]]:
+    def translation_um(self) -> dict[str, float]:
+        """Where the SR image's first pixel *centre* lies: the stage is at the image centre, which
+        is pixel (n·s - 1)/2 of the finer grid (the ×s grid's half-pixel shift included)."""
         p = self.output_pixel_size_um
         h, w = self.output_shape
         x, y, z = self.stage_um
-        scale = [_positive(self.t_interval_s), 1.0, _positive(self.z_step_um), p, p]
-        translation = [0.0, 0.0, float(z), y - (h - 1) / 2 * p, x - (w - 1) / 2 * p]
-        return [{"type": "scale", "scale": scale}, {"type": "translation", "translation": translation}]
-
-
-def _positive(value: float | None) -> float:
-    """NGFF scales must be positive; an unknown or zero step is written as 1."""
-    return float(value) if value is not None and value > 0 and math.isfinite(value) else 1.0
+        return {"z": float(z), "y": float(y) - (h - 1) / 2 * p, "x": float(x) - (w - 1) / 2 * p}
 
 
 class _Position:
-    def __init__(self, array: zarr.Array, group: zarr.Group, geometry: PositionGeometry) -> None:
-        self.array = array
-        self.group = group
+    def __init__(self, store: PlaneStore, geometry: PositionGeometry, name: str) -> None:
+        self.store = store
         self.geometry = geometry
+        self.name = name
+        self.ranges = ChannelRanges(store.level0.shape[1])
         self.planes_written = 0
 
 
 class SRStoreWriter:
-    """Writes SR planes into one OME-Zarr store as they arrive; thread-safe.
+    """Writes SR planes into the live store as they arrive; thread-safe.
 
     ``channels`` fixes the channel axis up front (the SR channels of the sequence); a channel
     name not seen before is appended (pycromanager acquisitions do not announce channels).
@@ -111,23 +112,22 @@ class SRStoreWriter:
         if self.path.exists() and not overwrite:
             raise SRStoreError(f"{self.path} already exists (pass overwrite=True to replace it)")
         self._lock = threading.RLock()
-        self._root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
         self._channels: list[str] = list(dict.fromkeys(channels))
         self._hints = {"t": 1, "z": 1, **{k: max(1, int(v)) for k, v in (size_hints or {}).items()}}
         self._positions: dict[int, _Position] = {}
         self._closed = False
         self._srscope: dict[str, Any] = {
-            "status": "acquiring",
+            "status": ACQUIRING,
             "started": _now(),
-            "writer": "srscope.acquisition.writer (zarr-python direct, NGFF 0.5)",
+            "writer": "srscope.runtime.io.store.PlaneStore per position (zarr-python, NGFF 0.5)",
             "raw_store": raw_store,
             "missing_planes": "NaN (skipped, failed, not yet processed or never acquired)",
             "provenance": dict(provenance),
         }
-        self._root.attrs.update({"ome": {"version": "0.5", "bioformats2raw.layout": 3},
-                                 "srscope": self._srscope})
-        self._ome_group = self._root.create_group("OME")
-        self._ome_group.attrs.update({"ome": {"version": "0.5", "series": []}})
+        try:
+            self._root = ImageCollection.create(self.path, state=_json_safe(self._srscope), overwrite=overwrite)
+        except StoreExistsError as exc:
+            raise SRStoreError(str(exc)) from None
 
     # ------------------------------------------------------------------ writing
     @property
@@ -145,7 +145,8 @@ class SRStoreWriter:
                 self._channels.append(name)
                 for pos in self._positions.values():
                     self._grow(pos, c=len(self._channels) - 1)
-                    self._write_image_meta(pos)
+                    pos.store.write_metadata(self._template(pos), name=pos.name, windows=self._windows(pos))
+                self._describe()
             return self._channels.index(name)
 
     def open_position(self, index: int, geometry: PositionGeometry, *, name: str | None = None) -> None:
@@ -154,23 +155,20 @@ class SRStoreWriter:
             self._check_open()
             if index in self._positions:
                 return
-            key = str(index)
-            group = self._root.create_group(key)
             h, w = geometry.output_shape
             shape = (self._hints["t"], max(1, len(self._channels)), self._hints["z"], h, w)
-            array = group.create_array(
-                "0", shape=shape, chunks=(1, 1, 1, h, w), dtype="float32", fill_value=float("nan"),
-                dimension_names=list(AXES),
-            )
-            pos = _Position(array, group, geometry)
-            self._positions[index] = pos
-            group.attrs["srscope"] = {"position_index": index, "position_name": name,
-                                      "stage_um_at_first_frame": list(geometry.stage_um),
-                                      "input_pixel_size_um": geometry.input_pixel_size_um,
-                                      "input_shape": list(geometry.input_shape)}
-            self._write_image_meta(pos)
-            series = [str(i) for i in sorted(self._positions)]
-            self._ome_group.attrs["ome"] = {"version": "0.5", "series": series}
+            title = f"super-resolved position {index}"
+            template = self._template_for(shape, geometry)
+            store = PlaneStore.create(
+                self._root.image_path(index), shape=shape, dtype="float32", axes=AXES, status=ACQUIRING,
+                fill_value=float("nan"), template=template, name=title,
+                windows=[_EMPTY_WINDOW] * shape[1],
+                state={"position_index": index, "position_name": name,
+                       "stage_um_at_first_frame": list(geometry.stage_um),
+                       "input_pixel_size_um": geometry.input_pixel_size_um,
+                       "input_shape": list(geometry.input_shape)})
+            self._positions[index] = _Position(store, geometry, title)
+            self._describe()
 
     def write(self, position: int, t: int, channel: str, z: int, plane: np.ndarray) -> None:
         """Write one SR plane. Checks shape and dtype first: zarr would silently wrap or cast."""
@@ -187,8 +185,10 @@ class SRStoreWriter:
             if min(t, z) < 0:
                 raise SRStoreError(f"negative index t={t} z={z}")
             c = self.channel_index(channel)
-            self._grow(pos, t=t, c=c, z=z)
-            pos.array[t, c, z] = plane
+            if self._grow(pos, t=t, c=c, z=z):
+                self._describe()
+            pos.store.write_plane((t, c, z), plane)
+            pos.ranges.add_plane(c, plane)
             pos.planes_written += 1
 
     def update_run(self, **fields: Any) -> None:
@@ -197,17 +197,25 @@ class SRStoreWriter:
             if self._closed:
                 return
             self._srscope.update(_json_safe(fields))
-            self._root.attrs["srscope"] = self._srscope
+            self._root.update_state(self._srscope)
 
     def close(self, status: str, **fields: Any) -> None:
-        """Record the final status ("complete", "aborted", "failed") and summary; idempotent."""
+        """Record the final status ("complete", "aborted", "failed") and summary; idempotent.
+
+        Each position's image gets its final contrast windows (the data range of its planes) and
+        status first; the root's status, the one a person or the fill-in command reads, goes last.
+        """
         with self._lock:
             if self._closed:
                 return
+            for pos in self._positions.values():
+                pos.store.finalize(self._template(pos), name=pos.name, windows=self._windows(pos),
+                                   status=status, require_all=False)
+            self._describe()
             self._srscope.update(_json_safe(fields))
             self._srscope.update(status=status, finished=_now(),
                                  planes_written={str(k): p.planes_written for k, p in self._positions.items()})
-            self._root.attrs["srscope"] = self._srscope
+            self._root.update_state(self._srscope)
             self._closed = True
 
     @property
@@ -219,27 +227,51 @@ class SRStoreWriter:
         if self._closed:
             raise SRStoreError(f"SR store {self.path} is closed")
 
-    def _grow(self, pos: _Position, *, t: int = 0, c: int = 0, z: int = 0) -> None:
-        shape = pos.array.shape
-        new = (max(shape[0], t + 1), max(shape[1], c + 1, len(self._channels)), max(shape[2], z + 1),
-               shape[3], shape[4])
-        if new != shape:
-            pos.array.resize(new)
+    def _grow(self, pos: _Position, *, t: int = 0, c: int = 0, z: int = 0) -> bool:
+        shape = pos.store.level0.shape
+        new = (max(shape[0], t + 1), max(shape[1], c + 1, len(self._channels)), max(shape[2], z + 1))
+        if new == tuple(shape[:3]):
+            return False
+        pos.store.resize(new)
+        pos.ranges.grow(new[1])
+        return True
 
-    def _write_image_meta(self, pos: _Position) -> None:
-        channels = self._channels or ["sr"]
-        pos.group.attrs["ome"] = {
-            "version": "0.5",
-            "multiscales": [{
-                "name": f"super-resolved position {pos.group.basename}",
-                "axes": _AXIS_META,
-                "datasets": [{"path": "0", "coordinateTransformations": pos.geometry.transformations()}],
-            }],
-            "omero": {"channels": [
-                {"label": name, "color": _COLORS.get(name, "FFFFFF"), "active": True,
-                 "window": {"min": 0.0, "max": 65535.0, "start": 0.0, "end": 4000.0}}
-                for name in channels]},
-        }
+    def _names(self, n_channels: int) -> tuple[str, ...]:
+        names = list(self._channels or ["sr"])
+        return tuple(names + [f"channel {i}" for i in range(len(names), n_channels)])[:n_channels]
+
+    def _template_for(self, shape: tuple[int, ...], geometry: PositionGeometry) -> Image:
+        """The calibration of a position's image (what the runtime's NGFF writer spells out)."""
+        p = geometry.output_pixel_size_um
+        names = self._names(shape[1])
+        return Image(np.broadcast_to(np.zeros((), np.float32), shape), AXES, (p, p), channel_names=names,
+                     z_step_um=_positive_or_none(geometry.z_step_um),
+                     time_interval_s=_positive_or_none(geometry.t_interval_s),
+                     translation=geometry.translation_um(),
+                     channel_display=tuple({"color": _COLORS.get(n, "FFFFFF")} for n in names))
+
+    def _template(self, pos: _Position) -> Image:
+        return self._template_for(tuple(pos.store.level0.shape), pos.geometry)
+
+    def _windows(self, pos: _Position) -> list[tuple[float, float]]:
+        return pos.ranges.windows(empty=_EMPTY_WINDOW)
+
+    def _describe(self) -> None:
+        """Rewrite the root's list of images (OME-XML and ``OME/series``) for their current shapes."""
+        series = []
+        for index, pos in sorted(self._positions.items()):
+            shape = tuple(int(n) for n in pos.store.level0.shape)
+            names = self._names(shape[1])
+            series.append(SeriesInfo(
+                index=index, name=pos.name, shape=shape, dtype="float32",
+                pixel_size_um=(pos.geometry.output_pixel_size_um,) * 2, channel_names=names,
+                channel_colors=[_COLORS.get(n) for n in names], z_step_um=_positive_or_none(pos.geometry.z_step_um),
+                time_interval_s=_positive_or_none(pos.geometry.t_interval_s), stage_um=pos.geometry.stage_um))
+        self._root.describe(series)
+
+
+def _positive_or_none(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) and value > 0 else None
 
 
 def _now() -> str:

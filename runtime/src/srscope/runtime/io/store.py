@@ -277,16 +277,19 @@ class PlaneStore:
     def create(cls, path: str | Path, *, shape: tuple[int, ...], dtype: Any, axes: str,
                job: Mapping | None = None, status: str = RUNNING, fill_value: Any = 0,
                metadata: Mapping | None = None, template: Image | None = None, name: str = "image",
-               windows: Sequence[tuple[float, float]] | None = None,
+               windows: Sequence[tuple[float, float]] | None = None, state: Mapping | None = None,
                hold: contextlib.ExitStack | None = None, overwrite: bool = False) -> PlaneStore:
         """Make the store, atomically, with every pyramid level empty (axes in ``tczyx`` order).
 
         ``template`` (with ``windows``): write the NGFF metadata now, for a store readable while
-        it fills; otherwise it is written by :meth:`finalize`. ``hold``: keep the job lock there.
+        it fills; otherwise it is written by :meth:`finalize`. ``state``: more top-level keys of
+        the ``srscope`` attribute (a live position's stage and input geometry). ``hold``: keep the
+        job lock there.
         """
         if tuple(a for a in CANONICAL_AXES if a in axes) != tuple(axes):
             raise ImageIOError(f"OME-Zarr axes must be in t, c, z, y, x order, got {axes!r}")
-        state = {"status": status, "job": check_json(dict(job or {})), "metadata": check_json(dict(metadata or {}))}
+        state = {**check_json(dict(state or {})), "status": status, "job": check_json(dict(job or {})),
+                 "metadata": check_json(dict(metadata or {}))}
         shapes = level_shapes(tuple(int(s) for s in shape))
 
         def build(tmp: Path) -> None:
