@@ -9,6 +9,7 @@ across frames too, which is what keeps a live camera stream cheap.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -18,8 +19,13 @@ import onnxruntime as ort
 from srscope.runtime.card import AffineIntensity, ModelCard, ModelCardError, read_card
 from srscope.runtime.imagecheck import checked_image
 from srscope.runtime.intensity import IntensityPolicy, intensity_policy
-from srscope.runtime.providers import SessionInfo, create_session
-from srscope.runtime.tiling import Blender, TilePlan, round_up
+from srscope.runtime.providers import (
+    BoundRunner,
+    SessionInfo,
+    activation_budget_bytes,
+    create_session,
+)
+from srscope.runtime.tiling import Blender, TilePlan, choose_tile, round_up
 from tqdm.auto import tqdm
 
 #: Blend ramp (input pixels) added to the 2×halo that tiles discard: enough to hide the residual
@@ -28,6 +34,12 @@ from tqdm.auto import tqdm
 DEFAULT_BLEND_PX = 8
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+#: ``tile="auto"`` without a model file to size activations from: the old fixed default.
+FALLBACK_TILE = 512
+#: ORT's working set over the live activations the graph walk counts (NCHWc reorder copies,
+#: im2col scratch): measured peak RSS of whole-image runs is within this factor.
+ACTIVATION_OVERHEAD = 2.0
 
 
 def default_overlap(card: ModelCard, halo: int | None = None) -> int:
@@ -38,7 +50,10 @@ def default_overlap(card: ModelCard, halo: int | None = None) -> int:
 class Enhancer:
     """Runs one srscope model on 2D images with overlapping, blended tiles.
 
-    ``tile`` is the largest input tile edge in pixels (``None``: the whole image in one pass);
+    ``tile`` is the largest input tile edge in pixels (``None``: the whole image in one pass;
+    ``"auto"``, the default: per image shape, :func:`srscope.runtime.tiling.choose_tile` with the
+    device's activation budget, i.e. the whole image when it fits and otherwise the tile whose real
+    plan computes the fewest halo pixels);
     ``overlap`` is how much neighbouring tiles share, by default :func:`default_overlap`.
 
     ``halo`` overrides ``card.halo_px`` (border padding and discarded tile margins). Exported
@@ -55,12 +70,14 @@ class Enhancer:
     """
 
     def __init__(self, session: ort.InferenceSession, card: ModelCard, info: SessionInfo, *,
-                 tile: int | None = 512, overlap: int | None = None, batch_size: int = 4,
+                 tile: int | str | None = "auto", overlap: int | None = None, batch_size: int = 4,
                  progress: bool = False, source: Path | None = None, halo: int | None = None,
                  intensity: str | AffineIntensity | IntensityPolicy | None = "auto") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-        if tile is not None and tile < card.size_multiple:
+        if isinstance(tile, str) and tile != "auto":
+            raise ValueError(f"tile must be a number of pixels, None or 'auto', not {tile!r}")
+        if isinstance(tile, int) and tile < card.size_multiple:
             raise ValueError(f"tile {tile} is smaller than the model's size multiple {card.size_multiple}")
         if overlap is not None and overlap < 0:
             raise ValueError(f"overlap must be >= 0, not {overlap}")
@@ -85,12 +102,16 @@ class Enhancer:
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
         self._input_dtype = _ORT_DTYPES[inputs[0].type]
+        self._auto_tiles: dict[tuple[int, int], int | None] = {}
+        self._pixels_per_call: int | None = None
+        # Reused per batch shape, per thread: the stacked input and the bound output.
+        self._buffers = threading.local()
         expected = np.float16 if card.precision == "fp16" else np.float32
         if self._input_dtype != expected:
             raise ModelCardError(f"card says precision {card.precision} but the graph takes {inputs[0].type}")
 
     @classmethod
-    def from_file(cls, path: str | Path, *, device: str = "auto", tile: int | None = 512,
+    def from_file(cls, path: str | Path, *, device: str = "auto", tile: int | str | None = "auto",
                   overlap: int | None = None, batch_size: int = 4, progress: bool = False,
                   intra_op_threads: int | None = None, halo: int | None = None,
                   trt_fp16: bool = False,
@@ -129,8 +150,31 @@ class Enhancer:
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:
         """The tile plan this enhancer uses for an image of ``shape`` (input pixels)."""
-        return TilePlan.for_image(shape, tile=self.tile, overlap=self.overlap, halo=self.halo,
+        tile = self.tile_for(tuple(shape)) if self.tile == "auto" else self.tile
+        return TilePlan.for_image(shape, tile=tile, overlap=self.overlap, halo=self.halo,
                                   multiple=self.card.size_multiple, scale=self.scale)
+
+    def tile_for(self, shape: tuple[int, int]) -> int | None:
+        """The tile edge ``tile="auto"`` picks for ``shape`` (``None``: one pass), cached per shape."""
+        if shape not in self._auto_tiles:
+            self._auto_tiles[shape] = choose_tile(shape, overlap=self.overlap, halo=self.halo,
+                                                  multiple=self.card.size_multiple,
+                                                  max_pixels_per_call=self.pixels_per_call)
+        return self._auto_tiles[shape]
+
+    @property
+    def pixels_per_call(self) -> int:
+        """Input pixels one session call may take within the device's activation budget."""
+        if self._pixels_per_call is None:
+            if self.source is None:  # no graph to size: the old default's 4 × 512² per call
+                self._pixels_per_call = 4 * FALLBACK_TILE ** 2
+            else:
+                from srscope.runtime.graph_cost import activation_bytes_per_input_pixel
+
+                per_px = activation_bytes_per_input_pixel(self.source, probe=16 * self.card.size_multiple)
+                self._pixels_per_call = max(self.card.size_multiple ** 2, int(
+                    activation_budget_bytes(self.info) / (ACTIVATION_OVERHEAD * per_px)))
+        return self._pixels_per_call
 
     def run_normalised(self, batch: np.ndarray) -> np.ndarray:
         """One session call on a normalised ``[N,1,H,W]`` batch; returns float32 ``[N,1,sH,sW]``."""
@@ -161,17 +205,30 @@ class Enhancer:
                 jobs[plan.tile_shape].append((frame, iy, ix, view))
         total = sum(len(j) for j in jobs.values())
         with tqdm(total=total, unit="tile", desc="enhance", disable=not self.progress, leave=False) as bar:
-            for group in jobs.values():
-                for start in range(0, len(group), self.batch_size):
-                    chunk = group[start:start + self.batch_size]
-                    batch = np.stack([view for *_, view in chunk])[:, None]
-                    out = self.run_normalised(batch)
+            for (th, tw), group in jobs.items():
+                step = self.batch_size if self.tile != "auto" else max(
+                    1, min(self.batch_size, self.pixels_per_call // (th * tw)))
+                for start in range(0, len(group), step):
+                    chunk = group[start:start + step]
+                    runner, stacks = self._thread_buffers()
+                    key = (len(chunk), th, tw)
+                    if key not in stacks:
+                        stacks[key] = np.empty(key, dtype=self._input_dtype)
+                    batch = np.stack([view for *_, view in chunk], out=stacks[key], casting="same_kind")[:, None]
+                    out = runner.run(batch)  # reused buffer: the blender copies what it keeps
                     for (frame, iy, ix, _), tile_out in zip(chunk, out):
                         blenders[frame].add(iy, ix, tile_out[0])
                     bar.update(len(chunk))
         outputs = [self._denormalise_in_place(b.result(), self.intensity.output_mapping(m))
                    for b, m in zip(blenders, mappings)]
         return outputs, mappings
+
+    def _thread_buffers(self) -> tuple[BoundRunner, dict[tuple[int, int, int], np.ndarray]]:
+        """This thread's IO-bound runner and stacking buffers (one ORT session serves many threads)."""
+        local = self._buffers
+        if not hasattr(local, "runner"):
+            local.runner, local.stacks = BoundRunner(self.session, self.info), {}
+        return local.runner, local.stacks
 
     @staticmethod
     def _denormalise_in_place(normalised: np.ndarray, mapping: AffineIntensity) -> np.ndarray:

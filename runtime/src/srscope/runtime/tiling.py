@@ -122,6 +122,44 @@ def plan_axis(size: int, *, tile: int | None, overlap: int, halo: int, multiple:
                     trim=trim, ramp=overlap - 2 * trim)
 
 
+#: Computed fraction (network input pixels per image pixel) the automatic tile choice aims to stay
+#: under on large frames: above it the halo recomputation costs more than any wrapper overhead.
+TARGET_COMPUTED_FRACTION = 1.1
+
+
+def choose_tile(shape: tuple[int, int], *, overlap: int, halo: int, multiple: int, max_pixels_per_call: int,
+                batch: int = 1) -> int | None:
+    """The tile edge whose real plan computes the fewest pixels within a memory budget.
+
+    Why not a fixed 512: the overlap (both halos plus the blend ramp) is paid once per tile edge,
+    so small tiles on a large frame recompute a large share of it (1.27× the pixels at 512 for a
+    1024² frame and a 16 px halo). The whole image in one pass (``None``) is best whenever it fits;
+    otherwise every tile edge from just above the overlap to the whole-image edge is planned for
+    real (the plan, not a formula, decides: tile starts snap to the size multiple) and the one with
+    the lowest :attr:`TilePlan.computed_fraction` whose call fits ``max_pixels_per_call`` input
+    pixels — ``min(batch, tiles)`` tiles run per call — wins; ties go to the larger tile (fewer
+    calls). Small frames cannot reach :data:`TARGET_COMPUTED_FRACTION` at all: their border halo
+    alone exceeds it, and one pass is what they get.
+    """
+    if max_pixels_per_call < 1:
+        raise TilingError(f"max_pixels_per_call must be positive, not {max_pixels_per_call}")
+    whole = TilePlan.for_image(shape, tile=None, overlap=overlap, halo=halo, multiple=multiple, scale=1)
+    if whole.y.tile * whole.x.tile <= max_pixels_per_call:
+        return None
+    best: tuple[float, int] | None = None
+    smallest = round_up(overlap, multiple) + multiple
+    for tile in range(smallest, max(whole.tile_shape) + 1, multiple):
+        plan = TilePlan.for_image(shape, tile=tile, overlap=overlap, halo=halo, multiple=multiple, scale=1)
+        if min(batch, plan.count) * plan.y.tile * plan.x.tile > max_pixels_per_call:
+            continue
+        key = (round(plan.computed_fraction, 9), -tile)
+        if best is None or key < (best[0], -best[1]):
+            best = (key[0], tile)
+    if best is None:  # not even the smallest tile fits: run the smallest, the budget is advisory
+        return smallest
+    return best[1]
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """A 2D grid of equally sized tiles over a mirror-padded image, and how to blend them back."""
@@ -201,7 +239,10 @@ class Blender:
                 f"(card scale ×{s})")
         self._pending.discard((iy, ix))
         if self._single:
-            self._out = tile_out
+            # Cropped and copied now: the caller may reuse ``tile_out``'s buffer for its next batch.
+            py, px = self.plan.y, self.plan.x
+            self._out = np.array(tile_out[py.halo * s:(py.halo + py.size) * s, px.halo * s:(px.halo + px.size) * s],
+                                 dtype=np.float32, order="C")
             return
         py, px = self.plan.y, self.plan.x
         ty, oy = self._overlap(py.starts[iy] * s, th * s, py.halo * s, py.size * s)
@@ -217,9 +258,7 @@ class Blender:
             raise TilingError(f"{len(self._pending)} tiles were never added")
         s, py, px = self.plan.scale, self.plan.y, self.plan.x
         if self._single:
-            ys = slice(py.halo * s, (py.halo + py.size) * s)
-            xs = slice(px.halo * s, (px.halo + px.size) * s)
-            return np.array(self._out[ys, xs], dtype=np.float32, order="C")
+            return self._out
         out = self._out
         for axis, (ap, weights) in enumerate(((py, self._wy), (px, self._wx))):
             total = np.zeros(ap.padded * s, dtype=np.float32)
