@@ -117,7 +117,7 @@ class ImageCollection:
     def create(cls, path: str | Path, *, state: Mapping[str, Any], overwrite: bool = False) -> ImageCollection:
         """Make the empty root atomically (built beside, renamed in); ``state``: its ``srscope`` attribute."""
         def build(tmp: Path) -> None:
-            root = zarr.open_group(tmp, mode="w-", zarr_format=3)
+            root = zarr.open_group(tmp, mode="a", zarr_format=3)  # tmp is new, holding only its lock
             root.attrs.update({"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3},
                                SRSCOPE_KEY: check_json(dict(state))})
             root.create_group("OME").attrs["ome"] = {"version": NGFF_VERSION, "series": []}

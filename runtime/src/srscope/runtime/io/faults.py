@@ -5,7 +5,8 @@ Every step of creating, writing and finalising a store that leaves something on 
 With ``SRSCOPE_FAULT_AT=<step>:<count>[:<how>]`` in the environment, the ``count``-th time this
 process reaches ``step`` it fails there: ``how`` is ``exit`` (the default: ``os._exit(137)``, the
 closest a process can come to being SIGKILLed at that instant, nothing is flushed or cleaned up)
-or ``raise`` (an :class:`InjectedFault`, so error handling and cleanup paths run).
+or ``raise`` (an :class:`InjectedFault`, so error handling and cleanup paths run). The step
+``*`` counts every step and never fails (:func:`hit_counts`: how many hits a test can target).
 
 Why an environment variable rather than monkeypatching: the fault must reach whichever process
 does the work (a subprocess ``srrun``, a dask worker) without that process's code knowing tests
@@ -52,16 +53,22 @@ def _spec() -> tuple[str, int, str] | None:
 def fault_point(step: str) -> None:
     """Fail here if the environment asks for a fault at the current hit of ``step``."""
     spec = _spec()
-    if spec is None or spec[0] != step:
+    if spec is None or spec[0] not in (step, "*"):
         return
     with _lock:
         _hits[step] = _hits.get(step, 0) + 1
         hit = _hits[step]
-    if hit != spec[1]:
+    if spec[0] == "*" or hit != spec[1]:
         return
     if spec[2] == "raise":
         raise InjectedFault(f"injected fault at {step} #{hit}")
     os._exit(137)
+
+
+def hit_counts() -> dict[str, int]:
+    """Hits per step so far in this process (every step with ``SRSCOPE_FAULT_AT=*``)."""
+    with _lock:
+        return dict(_hits)
 
 
 def reset_faults() -> None:

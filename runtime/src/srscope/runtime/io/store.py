@@ -43,7 +43,7 @@ import zarr
 from srscope.runtime.io.faults import fault_point
 from srscope.runtime.io.image import CANONICAL_AXES, Image, ImageIOError
 from srscope.runtime.io.pyramid import level_shapes, plane_chunks, plane_levels
-from srscope.runtime.io.record import ProgressRecord
+from srscope.runtime.io.record import RECORD_DIR, ProgressRecord, RecordBusyError
 from srscope.runtime.io.units import NGFF_SPACE_UNIT, NGFF_TIME_UNIT
 
 NGFF_VERSION = "0.5"
@@ -221,32 +221,49 @@ def job_lock(path: str | Path) -> contextlib.AbstractContextManager[None]:
 
 # ---------------------------------------------------------------------------------- atomic creation
 
+def _creator_is_gone(build: Path) -> bool:
+    """Whether the process that was building ``build`` has ended (it holds the build's lock while
+    alive); a build from before builds were locked counts as gone once it is old."""
+    if (build / RECORD_DIR / "lock").exists():
+        try:
+            with job_lock(build):
+                return True
+        except RecordBusyError:
+            return False
+    try:
+        return time.time() - build.stat().st_mtime > CREATION_GRACE_S
+    except OSError:
+        return False
+
+
 def sweep_creations(path: Path) -> None:
-    """Remove half-built stores that killed processes left beside ``path``."""
+    """Remove half-built stores that killed processes left beside ``path`` (never a live one's)."""
     for suffix in CREATION_SUFFIXES:
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
-            with contextlib.suppress(OSError):
-                if time.time() - stale.stat().st_mtime > CREATION_GRACE_S:
-                    shutil.rmtree(stale)
+            if _creator_is_gone(stale):
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def create_atomically(path: Path, build, *, hold: contextlib.ExitStack | None = None,
                       overwrite: bool = False) -> None:
     """Run ``build(tmp)`` on a hidden sibling of ``path``, then rename it to ``path``.
 
-    With ``hold``, the new store's job lock is taken *before* the rename (the lock file's inode
-    moves with it) and kept in ``hold``: no other process can claim the store between its
-    appearance and its creator's first write. Raises :class:`StoreExistsError` when something
-    appeared at ``path`` meanwhile (``overwrite``: a zarr store there is replaced).
+    The builder holds the new store's job lock from the first moment (the lock file's inode moves
+    with the rename), so a half-built sibling left by a kill is recognised and swept by the next
+    creation, while a live builder's is left alone. With ``hold`` the lock is kept there after the
+    rename: no other process can claim the store between its appearance and its creator's first
+    write; without, it is dropped and the store keeps no lock file. Raises
+    :class:`StoreExistsError` when something appeared at ``path`` meanwhile (``overwrite``: a zarr
+    store there is replaced).
     """
     path = Path(path)
     sweep_creations(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{CREATION_SUFFIXES[0]}")
     lock = contextlib.ExitStack()
     try:
+        tmp.mkdir()
+        lock.enter_context(job_lock(tmp))
         build(tmp)
-        if hold is not None:
-            lock.enter_context(job_lock(tmp))
         fault_point("create.rename")
         if overwrite and path.is_dir() and looks_like_zarr(path):
             shutil.rmtree(path)
@@ -260,6 +277,9 @@ def create_atomically(path: Path, build, *, hold: contextlib.ExitStack | None = 
         raise
     if hold is not None:
         hold.enter_context(lock)
+    else:
+        with lock:
+            ProgressRecord(path).clear()
 
 
 # ---------------------------------------------------------------------------------- the store
@@ -293,7 +313,7 @@ class PlaneStore:
         shapes = level_shapes(tuple(int(s) for s in shape))
 
         def build(tmp: Path) -> None:
-            group = zarr.open_group(tmp, mode="w-", zarr_format=3)
+            group = zarr.open_group(tmp, mode="a", zarr_format=3)  # tmp is new, holding only its lock
             for level, level_shape in enumerate(shapes):
                 fault_point("create.level")
                 group.create_array(str(level), shape=level_shape, dtype=dtype, chunks=plane_chunks(level_shape),
