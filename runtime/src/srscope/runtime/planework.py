@@ -8,6 +8,7 @@ of a dask.distributed cluster, which is why the two give identical results.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ class RunOptions:
     #: with ``series``: how many of each channel's first planes set its mapping
     intensity_planes: int = 1
     #: ONNX Runtime intra-op threads per session, in every process that runs planes (``None``:
-    #: the usable cores); on a dask worker with several threads, cores / threads-per-worker.
+    #: the usable cores locally; on a dask worker, the worker's ``nthreads``, see
+    #: :func:`dask_worker_threads`).
     threads: int | None = None
 
 
@@ -94,13 +96,34 @@ def _input(task: PlaneTask):
                    lambda: plane_reader(read_image(task.input_path)))
 
 
+def dask_worker_threads() -> int | None:
+    """The thread count of the dask.distributed worker running this task, or ``None`` elsewhere.
+
+    A worker's ``nthreads`` is its share of the host's cores. ONNX Runtime would otherwise size its
+    pool to every core of the host, so two workers on one host each ran on all cores and a second
+    worker bought nothing (issue 12: 2 workers ÷ 1 = 1.07). Only looked up when ``distributed`` is
+    already imported (a worker process always has it): the local loop never pays for the import.
+    """
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # ValueError: not running on a worker
+        return None
+    n = getattr(getattr(worker, "state", None), "nthreads", None) or getattr(worker, "nthreads", None)
+    return int(n) if n else None
+
+
 def _enhancer(task: PlaneTask, path: str, channel: int):
     o = task.options
     mapping = task.mappings[channel] if channel < len(task.mappings) else None
     intensity = AffineIntensity(*mapping) if mapping is not None else o.intensity
+    threads = o.threads or dask_worker_threads()  # explicit --threads wins; a worker keeps to its share
     return _cached(task.run_token, ("model", path, mapping), lambda: Enhancer.from_file(
         path, device=o.device, tile=o.tile, overlap=o.overlap, batch_size=o.batch_size, intensity=intensity,
-        intra_op_threads=o.threads))
+        intra_op_threads=threads))
 
 
 def _output(task: PlaneTask) -> tuple[OmeZarrWriter, list]:
