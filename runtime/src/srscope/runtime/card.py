@@ -14,6 +14,12 @@ other weights, or weights edited after export, is caught at load time. Its ``beh
 (written by :func:`embed_card` since it was added; older cards lack it and still load) covers the
 card fields that change the output (:data:`BEHAVIOUR_FIELDS`), so an edited intensity mapping or
 pixel size is caught the same way instead of silently scaling every result.
+
+An optional :class:`DegradationModel` (``degradation``) carries what the runtime's per-plane
+consistency score (:mod:`srscope.runtime.consistency`) needs: the kernel, fitted at export on the
+training pairs, that maps the model's output grid back to its input grid, and the in-domain ranges
+of the score's features, calibrated on held-out fields. Cards without it load with the check off;
+when present, ``behaviour_sha256`` covers it (an edited threshold would silently un-flag planes).
 """
 
 from __future__ import annotations
@@ -80,6 +86,63 @@ class IntensityRule:
 
 
 @dataclass(frozen=True)
+class DegradationModel:
+    """The output → input degradation and the calibrated in-domain ranges of the consistency score.
+
+    ``kernel`` lives on the output (HR) grid: input pixel ``(i, j)`` is modelled as
+    ``Σ kernel[u, v] · HR[i·s + c + u, j·s + c + v]`` with ``c = (s − 1)/2 − (n − 1)/2`` for an
+    ``n × n`` kernel (``n ≡ s`` mod 2, so ``c`` is an integer): the kernel is centred on the input
+    pixel's centre at HR coordinate ``i·s + (s − 1)/2``, the convention of the whole project. It is
+    fitted on data (SQUIRREL's resolution-scaling function, not an assumed Gaussian) and sums to 1;
+    the affine intensity fit absorbs gain and offset. ``error_threshold`` is the local relative
+    error that only 1 % of in-domain input pixels exceed; ``ranges`` maps each score feature
+    (:data:`srscope.runtime.consistency.FEATURES`) to its in-domain ``[lo, hi]``.
+    ``provenance`` says what it was fitted and calibrated on (seeds, sizes); the behaviour checksum
+    covers the whole field, provenance included, since it documents the thresholds.
+    """
+
+    scale: int
+    kernel: tuple[tuple[float, ...], ...]
+    error_threshold: float
+    ranges: dict[str, tuple[float, float]]
+    #: σ (input pixels) of the window the local error is averaged over
+    error_sigma_px: float = 1.5
+    #: input pixels ignored at each border (the output's border is padding-dominated)
+    border_px: int = 4
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if int(self.scale) != self.scale or self.scale < 1:
+            raise ModelCardError(f"degradation scale must be a positive integer, not {self.scale!r}")
+        k = np.asarray(self.kernel, dtype=np.float64)
+        if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 != self.scale % 2:
+            raise ModelCardError(f"degradation kernel must be square with side ≡ scale (mod 2), got {k.shape}")
+        if not np.all(np.isfinite(k)) or abs(float(k.sum()) - 1.0) > 1e-3:
+            raise ModelCardError("degradation kernel must be finite and sum to 1")
+        if not (np.isfinite(self.error_threshold) and self.error_threshold > 0):
+            raise ModelCardError(f"invalid degradation error_threshold {self.error_threshold!r}")
+        for name, bounds in self.ranges.items():
+            if len(bounds) != 2 or not all(np.isfinite(bounds)) or bounds[0] > bounds[1]:
+                raise ModelCardError(f"degradation range {name!r} must be finite [lo, hi], got {bounds!r}")
+        if self.error_sigma_px <= 0 or self.border_px < 0:
+            raise ModelCardError("degradation error_sigma_px must be > 0 and border_px >= 0")
+
+    @property
+    def kernel_array(self) -> np.ndarray:
+        return np.asarray(self.kernel, dtype=np.float32)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DegradationModel:
+        try:
+            data = dict(raw)
+            data["kernel"] = tuple(tuple(float(v) for v in row) for row in data["kernel"])
+            data["ranges"] = {str(k): (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
+            return cls(**data)
+        except (TypeError, KeyError, IndexError) as exc:
+            raise ModelCardError(f"model card degradation field has the wrong shape: {exc}") from None
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Describes one exported generator. Pixel sizes are in micrometres, wavelengths in nm.
 
@@ -112,6 +175,8 @@ class ModelCard:
     #: :func:`behaviour_checksum` of this card, filled in by :func:`embed_card`; ``None`` in cards
     #: written before it existed (and in cards built in code, until embedded).
     behaviour_sha256: str | None = None
+    #: The consistency check's degradation model (:class:`DegradationModel`); ``None``: check off.
+    degradation: DegradationModel | None = None
 
     def __post_init__(self) -> None:
         if self.input_pixel_size_um <= 0 or self.output_pixel_size_um <= 0:
@@ -126,6 +191,9 @@ class ModelCard:
             raise ModelCardError(f"unsupported model card schema_version {self.schema_version!r}")
         if self.schema_version < 2 and self.intensity.mode != "fixed":
             raise ModelCardError("schema-1 cards can only describe a fixed intensity mapping")
+        if self.degradation is not None and self.degradation.scale != self.integer_scale:
+            raise ModelCardError(f"degradation scale {self.degradation.scale} is not the card's "
+                                 f"scale {self.integer_scale}")
 
     @property
     def scale_factor(self) -> float:
@@ -170,6 +238,10 @@ class ModelCard:
             raw["denormalization"] = AffineIntensity(**raw["denormalization"])
             if "intensity" in raw:
                 raw["intensity"] = IntensityRule(**raw["intensity"])
+            if raw.get("degradation") is not None:
+                if not isinstance(raw["degradation"], dict):
+                    raise ModelCardError("model card degradation field must be an object")
+                raw["degradation"] = DegradationModel.from_dict(raw["degradation"])
             return cls(**raw)
         except TypeError as exc:
             raise ModelCardError(f"model card field has the wrong shape: {exc}") from None
@@ -196,6 +268,9 @@ def weights_checksum(model: onnx.ModelProto) -> str:
 #: to edit; these are not, so :func:`behaviour_checksum` covers exactly them.
 BEHAVIOUR_FIELDS = ("normalization", "denormalization", "intensity", "input_pixel_size_um",
                     "output_pixel_size_um", "halo_px", "size_multiple", "precision")
+#: Covered too when present (it decides which planes are flagged); absent, it leaves the checksum
+#: of cards written before it existed unchanged.
+OPTIONAL_BEHAVIOUR_FIELDS = ("degradation",)
 
 
 def _canonical_numbers(value: Any) -> Any:
@@ -210,9 +285,12 @@ def _canonical_numbers(value: Any) -> Any:
 
 
 def behaviour_checksum(card: ModelCard) -> str:
-    """SHA-256 over the canonical JSON (sorted keys, no spaces) of :data:`BEHAVIOUR_FIELDS`."""
+    """SHA-256 over the canonical JSON (sorted keys, no spaces) of :data:`BEHAVIOUR_FIELDS`, plus
+    :data:`OPTIONAL_BEHAVIOUR_FIELDS` that are not ``None``."""
     raw = dataclasses.asdict(card)
-    canonical = _canonical_numbers({name: raw[name] for name in BEHAVIOUR_FIELDS})
+    covered = {name: raw[name] for name in BEHAVIOUR_FIELDS}
+    covered.update({name: raw[name] for name in OPTIONAL_BEHAVIOUR_FIELDS if raw[name] is not None})
+    canonical = _canonical_numbers(covered)
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -258,7 +336,7 @@ def read_card(model: onnx.ModelProto | str | Path, *, verify: bool = True) -> Mo
             )
         if card.behaviour_sha256 is not None and card.behaviour_sha256 != behaviour_checksum(card):
             raise ModelCardError(
-                "behaviour checksum mismatch: the card's intensity, pixel-size, tiling or precision "
-                "fields were edited after export; re-export the model instead of editing its card"
+                "behaviour checksum mismatch: the card's intensity, pixel-size, tiling, precision or "
+                "degradation fields were edited after export; re-export the model instead of editing its card"
             )
     return card

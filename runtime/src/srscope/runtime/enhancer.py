@@ -5,6 +5,10 @@ ONNX Runtime session, applies the intensity policy's affine (de)normalisation in
 stays in physical counts (:mod:`srscope.runtime.intensity`: per plane, per series or fixed), and
 runs the overlapping-tile plan from :mod:`srscope.runtime.tiling` with tiles batched together —
 across frames too, which is what keeps a live camera stream cheap.
+
+On request it also scores every plane for consistency with its input
+(:meth:`Enhancer.enhance_with_scores`, :mod:`srscope.runtime.consistency`), when the card carries a
+degradation model; :attr:`Enhancer.checks_consistency` says whether it does.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from srscope.runtime.card import AffineIntensity, ModelCard, ModelCardError, read_card
+from srscope.runtime.consistency import PlaneScore, error_map, score_plane
 from srscope.runtime.imagecheck import checked_image
 from srscope.runtime.intensity import IntensityPolicy, intensity_policy
 from srscope.runtime.providers import (
@@ -222,6 +227,33 @@ class Enhancer:
         outputs = [self._denormalise_in_place(b.result(), self.intensity.output_mapping(m))
                    for b, m in zip(blenders, mappings)]
         return outputs, mappings
+
+    @property
+    def checks_consistency(self) -> bool:
+        """Whether the card carries a degradation model, so planes can be scored (older cards: no)."""
+        return self.card.degradation is not None
+
+    def score(self, image: np.ndarray, output: np.ndarray) -> PlaneScore | None:
+        """The consistency score of ``output`` (this enhancer's result for ``image``); ``None``
+        when the card has no degradation model (the check is off for such models)."""
+        if self.card.degradation is None:
+            return None
+        return score_plane(image, output, self.card.degradation)
+
+    def error_map(self, image: np.ndarray, output: np.ndarray) -> np.ndarray | None:
+        """The local error map on the output grid (:func:`srscope.runtime.consistency.error_map`),
+        or ``None`` without a degradation model."""
+        if self.card.degradation is None:
+            return None
+        return error_map(image, output, self.card.degradation)
+
+    def enhance_with_scores(self, images: Sequence[np.ndarray],
+                            ) -> tuple[list[np.ndarray], list[PlaneScore | None]]:
+        """:meth:`enhance_many`, plus each plane's :class:`~srscope.runtime.consistency.PlaneScore`
+        (``None`` for every plane when the card has no degradation model). A plane is ``flagged``
+        when its input or its output leaves the range the model was calibrated on at export."""
+        outputs = self.enhance_many(images)
+        return outputs, [self.score(image, out) for image, out in zip(images, outputs)]
 
     def _thread_buffers(self) -> tuple[BoundRunner, dict[tuple[int, int, int], np.ndarray]]:
         """This thread's IO-bound runner and stacking buffers (one ORT session serves many threads)."""

@@ -177,10 +177,12 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
             raise BatchError(f"{where} contains {bad} NaN/Inf pixel(s)")
     model = task.models[plane.channel]
     mapping = None
+    enhancer = None
     if model is None:
         result = passthrough(raw, task.scale)
     else:
-        outputs, mappings = _enhancer(task, model, plane.channel).enhance_many_with_mappings([raw])
+        enhancer = _enhancer(task, model, plane.channel)
+        outputs, mappings = enhancer.enhance_many_with_mappings([raw])
         result, mapping = outputs[0], mappings[0]
     expected = (raw.shape[0] * task.scale, raw.shape[1] * task.scale)
     if result.shape != expected:
@@ -188,6 +190,8 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     bad = int(np.count_nonzero(~np.isfinite(result)))
     if bad:  # e.g. float16 overflow inside an fp16 model: never store it as if it were data
         raise BatchError(f"{where}: the model produced {bad} NaN/Inf pixel(s)")
+    # scored on the float output, before any dtype conversion; None when the card has no degradation model
+    score = enhancer.score(raw, result) if enhancer is not None else None
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
     writer, levels = _output(task)
     writer.write_plane(plane.index, values, levels=levels)  # with its pyramid levels
@@ -195,5 +199,7 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     info = {"clipped": clipped, "range": [float(values.min()), float(values.max())]}
     if mapping is not None:
         info["intensity"] = [mapping.offset, mapping.scale]
+    if score is not None:
+        info["consistency"] = score.as_dict()
     ProgressRecord(task.store_path).mark_done(plane.number, info)
     return PlaneResult(plane.number, clipped, time.perf_counter() - start)
