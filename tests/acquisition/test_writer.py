@@ -35,6 +35,13 @@ def test_readable_while_writing_and_valid_after_abort(tmp_path):
     assert root.attrs["srscope"]["status"] == "aborted"
     assert root.attrs["srscope"]["planes_written"] == {"0": 2}
     Image.from_zarr(root["0"])
+    # the position image is the runtime's store: its own status, the stage geometry kept for the
+    # fill-in command, contrast windows from the data (a 32-pixel image is too small for a pyramid)
+    position = root["0"].attrs["srscope"]
+    assert position["status"] == "aborted" and position["stage_um_at_first_frame"] == [5.0, 6.0, 1.0]
+    assert "1" not in root["0"]
+    window = root["0"].attrs["ome"]["omero"]["channels"][0]["window"]
+    assert (window["min"], window["max"]) == (123.5, 123.5)
 
 
 @pytest.mark.parametrize(("plane", "message"), [
