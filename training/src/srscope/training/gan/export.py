@@ -31,6 +31,7 @@ from srscope.runtime.card import (
     IntensityRule,
     ModelCard,
     embed_card,
+    read_card,
     weights_checksum,
 )
 from srscope.runtime.halo import calibrate_halo, write_calibrated_card
@@ -70,6 +71,8 @@ class ExportReport:
     tolerance: float
     tiles: list[tuple[int, int]]
     size_bytes: int
+    #: why the card has no consistency check (``None``: it has one, or it was not asked for)
+    consistency_note: str | None = None
 
 
 def integer_scale(attrs: dict[str, Any]) -> int:
@@ -190,8 +193,14 @@ def checkpoint_graph(state: dict[str, Any]) -> tuple[ExportGraph, GeneratorConfi
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str | None = None, version: str = "1.0",
                       fp16: bool = False, dataset: str | Path | None = None, description: str = "",
                       tolerance: float | None = None, opset: int = OPSET,
-                      extra_provenance: dict[str, Any] | None = None) -> ExportReport:
-    """Export ``checkpoint`` (a run directory or ``best.pt``) to ``out``; raises :class:`ParityError`."""
+                      extra_provenance: dict[str, Any] | None = None, consistency: bool = True) -> ExportReport:
+    """Export ``checkpoint`` (a run directory or ``best.pt``) to ``out``; raises :class:`ParityError`.
+
+    With ``consistency`` (default) and a simulator-built training set (its recipe is in the
+    checkpoint), the card gets the per-plane consistency check's degradation model, fitted and
+    calibrated on the validation split (:mod:`srscope.training.gan.degradation_fit`); otherwise the
+    report's ``consistency_note`` says why not.
+    """
     state = load_checkpoint(checkpoint)
     last = (Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent) / "last.pt"
     if last.is_file():  # the whole run, not just up to the selected iteration
@@ -229,8 +238,19 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str | No
     # The card's halo starts as the theoretical receptive field; tiling with it is exact but ~3×
     # slower than needed, so store the smallest halo that reproduces whole-image output.
     card = write_calibrated_card(tmp, calibrate_halo(tmp, receptive_field_px=card.halo_px))
+    note = None
+    if consistency:
+        from .degradation_fit import SimRecipe, embed_degradation, fit_degradation
+
+        try:
+            recipe = SimRecipe.from_attrs(state["dataset_attrs"], where="the training dataset")
+        except ValueError as exc:
+            note = f"no consistency check: {exc}"
+        else:
+            embed_degradation(tmp, fit_degradation(tmp, recipe))
+    card = read_card(tmp)
     tmp.replace(out)
-    return ExportReport(out, card, diff, tolerance, [t.shape for t in tiles], out.stat().st_size)
+    return ExportReport(out, card, diff, tolerance, [t.shape for t in tiles], out.stat().st_size, note)
 
 
 def _to_onnx(graph: nn.Module, multiple: int, opset: int, fp16: bool) -> onnx.ModelProto:

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset whose test split gives the parity tiles (default: the training dataset)")
     parser.add_argument("--tolerance", type=float, default=None,
                         help="max allowed |ORT − PyTorch| (default 1e-3 fp32, 5e-2 fp16)")
+    parser.add_argument("--no-consistency", dest="consistency", action="store_false",
+                        help="skip fitting the per-plane consistency check (on by default when the run's "
+                             "dataset was built by simdataset; see srtrain calibrate-consistency)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = export_checkpoint(args.checkpoint, args.out, name=args.name, version=args.version,
                                    fp16=args.fp16, dataset=args.dataset, description=args.description,
-                                   tolerance=args.tolerance)
+                                   tolerance=args.tolerance, consistency=args.consistency)
     except (CheckpointError, ParityError, ValueError) as exc:
         print(f"srtrain export: {exc}", file=sys.stderr)
         return 2
@@ -35,4 +38,9 @@ def run(args: argparse.Namespace) -> int:
           f"halo {card.halo_px} px, size multiple {card.size_multiple})")
     print(f"parity ONNX Runtime vs PyTorch on {len(report.tiles)} held-out tiles: "
           f"max |diff| = {report.max_abs_diff:.2e} (tolerance {report.tolerance:g})")
+    if card.degradation is not None:
+        print(f"consistency check: kernel {len(card.degradation.kernel)}² HR px, calibrated on "
+              f"{card.degradation.provenance.get('calibration_planes')} validation planes")
+    elif report.consistency_note:
+        print(report.consistency_note)
     return 0

@@ -1,0 +1,377 @@
+"""Fit and calibrate the card's degradation model (the runtime's per-plane consistency check).
+
+Two steps, both on data the model was built from, none on the benchmark's fields:
+
+1. **Fit the kernel** that maps the HR grid back to the LR input, SQUIRREL's resolution-scaling
+   function (Culley et al. 2018) but fitted, not assumed: a Gaussian pre-fit gives the width and
+   hence the kernel's support, then non-negative least squares on the full ``n × n`` kernel, per
+   training/validation pair (each pair normalised by its own percentiles, the offset removed by
+   centring), averaged over pairs and over the eight symmetries of the square (the optics are
+   rotationally symmetric; this also averages out each pair's residual misregistration). LR pixel
+   ``i`` is centred at HR coordinate ``i·s + (s − 1)/2`` (:class:`~srscope.runtime.card.DegradationModel`).
+2. **Calibrate** the score's in-domain ranges by running the exported model (through the runtime
+   ``Enhancer``, as users will) on held-out validation fields, cut into crops of one size: the
+   local-error threshold is the 99th percentile of the local error over all calibration pixels;
+   each feature's range is its ``[min, max]`` over the crops widened by ``margin`` × its spread.
+
+The fields come from a simulator recipe (the ``simdataset`` arguments printed in every shipped
+model's card: the val split is re-simulated field by field with the same seeds and draws, in camera
+counts) or from a dataset written by ``simdataset`` (its recorded recipe), so a shipped model can be
+re-calibrated after its dataset is gone (:func:`embed_degradation` changes only the card).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from scipy.optimize import minimize_scalar, nnls
+from srscope.runtime.card import (
+    DegradationModel,
+    ModelCardError,
+    embed_card,
+    read_card,
+    weights_checksum,
+)
+from srscope.runtime.consistency import (
+    FEATURES,
+    MIN_SPREAD,
+    local_error_map,
+    plane_features,
+    redegrade,
+)
+
+#: Widest kernel side (HR pixels) the fit considers.
+MAX_KERNEL = 41
+#: Rows of the least-squares system sampled per pair (enough for a ~30² kernel, bounded memory).
+ROWS_PER_PAIR = 12_000
+#: Default widening of each feature's calibrated [min, max], in units of its spread; chosen on the
+#: tuning seeds of bench/bench_consistency.py (disjoint from calibration and benchmark seeds).
+DEFAULT_MARGIN = 0.5
+DEFAULT_CROP = 128
+
+
+@dataclass(frozen=True)
+class Field:
+    """One LR/HR pair in camera counts on native grids (HR ``scale``× LR)."""
+
+    lr: np.ndarray
+    hr: np.ndarray
+    seed: int
+    structure: str
+
+
+def _normalised(image: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(image, [1.0, 99.8])
+    return ((np.asarray(image, dtype=np.float64) - lo) / max(float(hi - lo), 1e-9)).astype(np.float32)
+
+
+def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
+    """A normalised isotropic Gaussian on an ``size × size`` HR grid, centred at ``(size − 1)/2``."""
+    u = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-0.5 * (u / max(sigma, 1e-3)) ** 2)
+    k = np.outer(g, g)
+    return k / k.sum()
+
+
+def _model(kernel: np.ndarray, scale: int) -> DegradationModel:
+    return DegradationModel(scale=scale, kernel=tuple(map(tuple, kernel.tolist())), error_threshold=1.0,
+                            ranges={})
+
+
+def _side(extent: float, scale: int) -> int:
+    n = int(np.ceil(extent))
+    n += (n - scale) % 2
+    return max(min(n, MAX_KERNEL - (MAX_KERNEL - scale) % 2), scale)
+
+
+def _rse(lr: np.ndarray, hr: np.ndarray, kernel: np.ndarray, scale: int) -> float:
+    blurred = redegrade(hr, _model(kernel, scale), lr.shape).astype(np.float64).ravel()
+    y = lr.astype(np.float64).ravel()
+    design = np.stack([blurred, np.ones_like(blurred)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(np.sqrt(np.mean((y - design @ coef) ** 2)))
+
+
+def gaussian_prefit(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
+    """σ (HR pixels) of the Gaussian RSF minimising the summed RSE over ``pairs`` (SQUIRREL's search)."""
+    def total(sigma: float) -> float:
+        size = _side(8 * sigma + 2 * scale, scale)
+        return sum(_rse(lr, hr, gaussian_kernel(sigma, size), scale) for lr, hr in pairs)
+
+    return float(minimize_scalar(total, bounds=(0.3, 12.0), method="bounded", options={"xatol": 0.02}).x)
+
+
+def _design(lr: np.ndarray, hr: np.ndarray, size: int, scale: int, rows: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sampled rows of ``lr ≈ Σ k[u,v]·hr[i·s+c+u, j·s+c+v]`` (reflect-padded), centred to drop the offset."""
+    c = (scale - size) // 2  # = (s − 1)/2 − (n − 1)/2, an integer since n ≡ s (mod 2)
+    pad = size + scale
+    padded = np.pad(hr, pad, mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))
+    border = max(1, size // (2 * scale))
+    ii, jj = np.meshgrid(np.arange(border, lr.shape[0] - border), np.arange(border, lr.shape[1] - border),
+                         indexing="ij")
+    pick = rng.choice(ii.size, size=min(rows, ii.size), replace=False)
+    i, j = ii.ravel()[pick], jj.ravel()[pick]
+    a = windows[i * scale + c + pad, j * scale + c + pad].reshape(len(pick), -1).astype(np.float64)
+    b = lr[i, j].astype(np.float64)
+    return a - a.mean(axis=0), b - b.mean()
+
+
+def _nnls_normal(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """NNLS through the normal equations: with ``AᵀA = RᵀR``, ``‖Ax − b‖² = ‖Rx − R⁻ᵀAᵀb‖² + const``,
+    so the active-set solver works on an ``n² × n²`` system instead of the sampled rows."""
+    ridge = 1e-9 * float(np.trace(gram)) / len(gram)
+    r = np.linalg.cholesky(gram + ridge * np.eye(len(gram))).T
+    d = np.linalg.solve(r.T, rhs)
+    k, _ = nnls(r, d, maxiter=50 * len(gram))
+    return k
+
+
+def _symmetrised(kernel: np.ndarray) -> np.ndarray:
+    """The mean over the eight rotations and reflections of the square."""
+    views = [np.rot90(kernel, k) for k in range(4)]
+    views += [v.T for v in views]
+    return np.mean(views, axis=0)
+
+
+def fit_kernel(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int, *, size: int | None = None,
+               rows_per_pair: int = ROWS_PER_PAIR, seed: int = 0, symmetric: bool = True) -> np.ndarray:
+    """The HR → LR kernel (``n × n``, ``n ≡ scale`` mod 2, sums to 1) fitted on ``(lr, hr)`` pairs.
+
+    ``size`` defaults to the support of the Gaussian pre-fit (±4σ plus a pixel footprint).
+    """
+    if not pairs:
+        raise ValueError("fitting a degradation kernel needs at least one LR/HR pair")
+    normed = []
+    for lr, hr in pairs:
+        if hr.shape != (lr.shape[0] * scale, lr.shape[1] * scale):
+            raise ValueError(f"HR {hr.shape} is not LR {lr.shape} × {scale}")
+        normed.append((_normalised(lr), _normalised(hr)))
+    if size is None:
+        sigma = gaussian_prefit(normed[:4], scale)
+        size = _side(8 * sigma + 2 * scale, scale)
+    elif size % 2 != scale % 2:
+        raise ValueError(f"kernel size {size} must have the parity of the scale {scale}")
+    rng = np.random.default_rng(seed)
+    kernels = []
+    for lr, hr in normed:
+        a, b = _design(lr, hr, size, scale, rows_per_pair, rng)
+        k = _nnls_normal(a.T @ a, a.T @ b)
+        if k.sum() > 0:
+            kernels.append(k.reshape(size, size) / k.sum())
+    if not kernels:
+        raise ValueError("no pair gave a usable kernel (blank fields?)")
+    kernel = np.mean(kernels, axis=0)
+    if symmetric:
+        kernel = _symmetrised(kernel)
+    return kernel / kernel.sum()
+
+
+def _crops(lr: np.ndarray, sr: np.ndarray, scale: int, crop: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Non-overlapping ``crop``² input windows (the whole plane when smaller) with their output windows."""
+    if min(lr.shape) < crop:
+        return [(lr, sr)]
+    out = []
+    for r in range(0, lr.shape[0] - crop + 1, crop):
+        for c in range(0, lr.shape[1] - crop + 1, crop):
+            out.append((lr[r:r + crop, c:c + crop], sr[r * scale:(r + crop) * scale, c * scale:(c + crop) * scale]))
+    return out
+
+
+def calibrate(kernel: np.ndarray, scale: int, samples: Sequence[tuple[np.ndarray, np.ndarray]], *,
+              margin: float = DEFAULT_MARGIN, error_quantile: float = 99.0,
+              provenance: dict[str, Any] | None = None) -> DegradationModel:
+    """The :class:`DegradationModel` whose ranges cover the ``(lr, model output)`` ``samples``.
+
+    ``samples`` are in-domain planes (held-out fields, or crops of them) with the model's outputs.
+    """
+    if len(samples) < 2:
+        raise ValueError("calibration needs at least two in-domain planes")
+    base = _model(kernel, scale)
+    errors = [local_error_map(lr, sr, base, trim_border=True).ravel() for lr, sr in samples]
+    threshold = float(np.percentile(np.concatenate(errors), error_quantile))
+    model = dataclasses.replace(base, error_threshold=max(threshold, 1e-6))
+    values = {name: [] for name in FEATURES}
+    for lr, sr in samples:
+        for name, value in plane_features(lr, sr, model).items():
+            values[name].append(value)
+    ranges = {}
+    for name in FEATURES:
+        v = np.asarray(values[name], dtype=np.float64)
+        spread = max(float(v.max() - v.min()), MIN_SPREAD.get(name, 1e-6))
+        ranges[name] = (float(v.min() - margin * spread), float(v.max() + margin * spread))
+    prov = {"calibration_planes": len(samples), "margin": margin, "error_quantile": error_quantile,
+            **(provenance or {})}
+    return dataclasses.replace(model, ranges=ranges, provenance=prov)
+
+
+def calibration_samples(enhance: Callable[[np.ndarray], np.ndarray], fields: Sequence[Field], scale: int,
+                        crop: int = DEFAULT_CROP) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run the model (``enhance``: counts → output counts) on each field; its crops become samples."""
+    samples = []
+    for f in fields:
+        samples.extend(_crops(f.lr, enhance(f.lr), scale, crop))
+    return samples
+
+
+# --- where the fields come from -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SimRecipe:
+    """The ``simdataset`` arguments that built a model's dataset (only what decides the fields)."""
+
+    modality: str
+    structures: tuple[str, ...]
+    n_train: int
+    n_val: int
+    fov: int
+    seed: int
+    randomise: bool
+
+    @classmethod
+    def parse(cls, text: str | Sequence[str]) -> SimRecipe:
+        """From ``simdataset`` arguments (``MODALITY STRUCTURES OUT [--val N] [--fov F] ...``)."""
+        from srscope.training.gan import simdataset
+
+        argv = shlex.split(text) if isinstance(text, str) else list(text)
+        if argv and argv[0] in ("python", "python3") and argv[1:3] == ["-m", "srscope.training.gan.simdataset"]:
+            argv = argv[3:]
+        if len(argv) == 2:  # the output path is irrelevant here
+            argv.append("unused.zarr")
+        parser = _simdataset_parser(simdataset)
+        a = parser.parse_args(argv)
+        return cls(a.modality, simdataset.parse_structures(a.structure), a.train, a.val, a.fov, a.seed, a.randomise)
+
+    @classmethod
+    def from_dataset(cls, path: str | Path) -> SimRecipe:
+        """The recipe a ``simdataset`` dataset records in its attributes."""
+        from srscope.training.data.dataset import dataset_attrs
+
+        return cls.from_attrs(dataset_attrs(path), where=str(path))
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any], *, where: str = "dataset") -> SimRecipe:
+        """The recipe in a dataset's attributes (also kept in every training checkpoint)."""
+        from srscope.training.data.randomise import defaults_for
+
+        source = attrs.get("source", {})
+        if "simulator" not in source or "seeds" not in source:
+            raise ValueError(f"{where}: not a simdataset dataset (no simulator recipe); pass --sim ARGS")
+        randomised = bool(source.get("randomised"))
+        if randomised and _jsonable(attrs.get("randomisation")) != _jsonable(defaults_for(source["modality"]).to_dict()):
+            raise ValueError(f"{where}: randomisation ranges differ from srscope's defaults; pass --sim ARGS")
+        seeds = source["seeds"]
+        seed = int(seeds["train"][0])  # train seeds start at seed + 0
+        n = {k: int(v[1]) - int(v[0]) + 1 for k, v in seeds.items()}
+        return cls(source["modality"], tuple(source["structure"].split(",")), n["train"], n["val"],
+                   int(source["fov_hr_px"][0]), seed, randomised)
+
+    def fields(self, split: str = "val", *, n: int | None = None, first: int = 0) -> list[Field]:
+        """Re-simulate fields ``first … first+n−1`` of ``split``: the same calls ``simdataset`` makes."""
+        from srscope.training.data.randomise import defaults_for, draw_field
+        from srscope.training.data.simulate import simulate_pair
+        from srscope.training.gan.simdataset import SPLIT_SEED_BASE, structure_of_field
+
+        count = (self.n_val if split == "val" else self.n_train) if n is None else n
+        seed0 = self.seed + SPLIT_SEED_BASE[split]
+        out = []
+        for i in range(first, first + count):
+            name = structure_of_field(self.structures, i)
+            if self.randomise:
+                draw = draw_field(self.modality, np.random.default_rng([seed0 + i, 1]), defaults_for(self.modality))
+                pair = simulate_pair(self.modality, name, seed=seed0 + i, hr_shape=(self.fov, self.fov),
+                                     misregister=draw.misregister, **draw.overrides)
+            else:
+                pair = simulate_pair(self.modality, name, seed=seed0 + i, hr_shape=(self.fov, self.fov),
+                                     misregister=False)
+            out.append(Field(pair.lr, pair.hr, seed0 + i, name))
+        return out
+
+    def describe(self) -> str:
+        return (f"simdataset {self.modality} {','.join(self.structures)} --fov {self.fov} --seed {self.seed}"
+                f"{' --randomise' if self.randomise else ''}")
+
+
+def _simdataset_parser(simdataset):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="simdataset", add_help=False)
+    p.add_argument("modality")
+    p.add_argument("structure")
+    p.add_argument("out")
+    p.add_argument("--train", type=int, default=12)
+    p.add_argument("--val", type=int, default=2)
+    p.add_argument("--test", type=int, default=2)
+    p.add_argument("--fov", type=int, default=512)
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--randomise", action="store_true")
+    p.add_argument("--percentiles", default="1,99.8")
+    return p
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# --- the whole procedure, and writing it into a model file ----------------------------------
+
+def fit_degradation(onnx_path: str | Path, recipe: SimRecipe, *, fit_fields: int | None = None,
+                    crop: int = DEFAULT_CROP, margin: float = DEFAULT_MARGIN, threads: int | None = None,
+                    ) -> DegradationModel:
+    """Fit the kernel on the recipe's validation pairs and calibrate on the model's outputs for them.
+
+    The kernel is a property of the optics (HR → LR), so it is fitted on the ground-truth pairs;
+    the ranges are a property of the model on in-domain data, so they come from its outputs. Both
+    use the validation split (the model never trained on it, and the benchmark never sees it).
+    """
+    from srscope.runtime.enhancer import Enhancer
+
+    card = read_card(onnx_path)
+    scale = card.integer_scale
+    fields = recipe.fields("val")
+    if not fields:
+        raise ValueError("the recipe has no validation fields (--val 0)")
+    pairs = [(f.lr, f.hr) for f in fields[:fit_fields]] if fit_fields else [(f.lr, f.hr) for f in fields]
+    kernel = fit_kernel(pairs, scale)
+    enhancer = Enhancer.from_file(onnx_path, device="cpu", intra_op_threads=threads)
+    samples = calibration_samples(enhancer.enhance, fields, scale, crop)
+    seeds = [f.seed for f in fields]
+    provenance = {"kernel_fitted_on": f"{len(pairs)} validation LR/HR pairs (NNLS, symmetrised)",
+                  "calibrated_on": f"{len(fields)} validation fields, {crop}² input-pixel crops",
+                  "recipe": recipe.describe(), "seeds": [min(seeds), max(seeds)]}
+    return calibrate(kernel, scale, samples, margin=margin, provenance=provenance)
+
+
+def embed_degradation(onnx_path: str | Path, degradation: DegradationModel | None,
+                      out: str | Path | None = None) -> Path:
+    """Write ``degradation`` into the card of an existing ONNX file; its weights stay bit-identical.
+
+    Only the card (metadata) changes; the initializers are compared byte for byte before saving.
+    """
+    src = Path(onnx_path)
+    out = Path(out) if out is not None else src
+    model = onnx.load(str(src))
+    card = read_card(model)
+    before = {t.name: t.SerializeToString() for t in model.graph.initializer}
+    embed_card(model, dataclasses.replace(card, degradation=degradation))
+    after = {t.name: t.SerializeToString() for t in model.graph.initializer}
+    if before != after or weights_checksum(model) != card.weights_sha256:
+        raise ModelCardError("embedding the degradation model changed the weights")
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    onnx.save(model, str(tmp))
+    read_card(tmp)  # verifies both checksums of what was written
+    tmp.replace(out)
+    return out
