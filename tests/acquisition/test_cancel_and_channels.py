@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import srscope.runtime.planes
 import useq
 import zarr
 from ome_zarr_models.v05.image import Image
@@ -61,3 +62,8 @@ def test_channel_models_share_sessions_and_reject_mixed_scales(model_path, tmp_p
     assert parse_channel_spec(["DAPI=a.onnx"]) == {"DAPI": Path("a.onnx")}
     with pytest.raises(ChannelMappingError, match="twice"):
         parse_channel_spec(["DAPI=a.onnx", "DAPI=b.onnx"])
+    for bad in ("DAPI", "DAPI=", "=a.onnx", "dir/x=a.onnx"):
+        with pytest.raises(ChannelMappingError, match="NAME=MODEL.onnx"):
+            parse_channel_spec([bad])
+    # one error type for srrun and sracquire: the runtime's
+    assert ChannelMappingError is srscope.runtime.planes.ChannelMappingError

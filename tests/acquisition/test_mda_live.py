@@ -81,3 +81,20 @@ def test_ome_zarr_py_reads_sr_image(core, enhancer, tmp_path):
     data = np.asarray(nodes[0].data[0])
     assert data.shape == (3, 1, 1, 2 * FRAME, 2 * FRAME)
     assert np.isfinite(data).all() and data.mean() > 0
+
+
+def test_attach_serves_mda_runs_started_elsewhere(core, enhancer, tmp_path):
+    """The GUI route (napari-micromanager, pymmcore-gui): the GUI starts the MDA on its core; the
+    handler attached from its console super-resolves it, and stops when detached."""
+    sr_path = tmp_path / "gui_run.ome.zarr"
+    handler = LiveSRHandler(ChannelModels.single(enhancer), sr_path)
+    detach = handler.attach(core)
+    core.mda.run(useq.MDASequence(stage_positions=POSITIONS[1:2], time_plan={"interval": 0, "loops": 2}))
+    detach()
+    s = handler.summary
+    assert s.status == "complete" and s.frames_super_resolved == 2 and s.warnings == []
+    core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 2}))  # after detach: not ours
+    assert handler.summary is s and s.frames_in == 2
+    ms = zarr.open_group(str(sr_path), mode="r")["0"].attrs["ome"]["multiscales"][0]
+    scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert np.allclose(scale[-2:], [SIMULATED_PIXEL_SIZE_UM / 2] * 2)  # from the calibrated config

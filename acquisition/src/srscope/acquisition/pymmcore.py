@@ -26,7 +26,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,14 @@ class LiveSRHandler:
             for signal, slot in pairs:
                 with contextlib.suppress(Exception):
                     signal.disconnect(slot)
+
+    def attach(self, core: Any) -> Callable[[], None]:
+        """:meth:`connected` without a ``with`` block, for a GUI's console (napari-micromanager,
+        pymmcore-gui): the MDA runs the GUI starts are super-resolved until the returned
+        function is called. One handler writes one store: attach a new one for each run."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.connected(core))
+        return stack.close
 
     @contextlib.contextmanager
     def bounded(self, core: Any) -> Iterator[LiveSRHandler]:
