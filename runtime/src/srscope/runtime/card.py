@@ -68,6 +68,11 @@ class AffineIntensity:
         return np.asarray(y, dtype=np.float32) * np.float32(self.scale) + np.float32(self.offset)
 
 
+#: Numeric precisions of a model file. ``int8``: a static QDQ-quantised graph with float32 inputs
+#: and outputs (``srscope.training.gan.quantise``), fed exactly like ``fp32``.
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
 @dataclass(frozen=True)
 class IntensityRule:
     """How the model was trained to see intensities: ``fixed`` (one camera's affine, schema 1) or
@@ -185,8 +190,8 @@ class ModelCard:
             raise ModelCardError("halo_px must be >= 0 and size_multiple >= 1")
         if self.receptive_field_px is not None and self.receptive_field_px < self.halo_px:
             raise ModelCardError("receptive_field_px must be >= halo_px")
-        if self.precision not in ("fp32", "fp16"):
-            raise ModelCardError(f"precision must be fp32 or fp16, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ModelCardError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.schema_version not in READABLE_SCHEMA_VERSIONS:
             raise ModelCardError(f"unsupported model card schema_version {self.schema_version!r}")
         if self.schema_version < 2 and self.intensity.mode != "fixed":
