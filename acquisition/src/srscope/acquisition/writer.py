@@ -94,6 +94,7 @@ class _Position:
         self.name = name
         self.ranges = ChannelRanges(store.level0.shape[1])
         self.planes_written = 0
+        self.extent = [0, 0]  #: t, z sizes holding written planes (the arrays may be longer)
 
 
 class SRStoreWriter:
@@ -190,6 +191,7 @@ class SRStoreWriter:
             pos.store.write_plane((t, c, z), plane)
             pos.ranges.add_plane(c, plane)
             pos.planes_written += 1
+            pos.extent = [max(pos.extent[0], t + 1), max(pos.extent[1], z + 1)]
 
     def update_run(self, **fields: Any) -> None:
         """Merge ``fields`` into the root ``srscope`` attributes (run summary, status ...)."""
@@ -209,6 +211,9 @@ class SRStoreWriter:
             if self._closed:
                 return
             for pos in self._positions.values():
+                shape = pos.store.level0.shape  # trim the growth headroom: t, z end where data or hints end
+                pos.store.resize((max(pos.extent[0], self._hints["t"]), shape[1],
+                                  max(pos.extent[1], self._hints["z"])), exact=True)
                 pos.store.finalize(self._template(pos), name=pos.name, windows=self._windows(pos),
                                    status=status, require_all=False)
             self._describe()
@@ -228,8 +233,12 @@ class SRStoreWriter:
             raise SRStoreError(f"SR store {self.path} is closed")
 
     def _grow(self, pos: _Position, *, t: int = 0, c: int = 0, z: int = 0) -> bool:
+        """Make room for plane (t, c, z). Time grows with headroom (half the current length): a
+        run without size hints would otherwise resize every level and rewrite the OME-XML at every
+        frame; :meth:`close` trims it. Readers see the headroom as NaN ("not yet acquired")."""
         shape = pos.store.level0.shape
-        new = (max(shape[0], t + 1), max(shape[1], c + 1, len(self._channels)), max(shape[2], z + 1))
+        grown_t = shape[0] if t < shape[0] else max(t + 1, shape[0] + max(1, shape[0] // 2))
+        new = (grown_t, max(shape[1], c + 1, len(self._channels)), max(shape[2], z + 1))
         if new == tuple(shape[:3]):
             return False
         pos.store.resize(new)

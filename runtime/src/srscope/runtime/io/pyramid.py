@@ -33,8 +33,20 @@ def level_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
 
 
 def halve(plane: np.ndarray) -> np.ndarray:
-    """2x2 mean of a 2D plane in its own dtype (an odd last row/column is dropped)."""
+    """2x2 mean of a 2D plane in its own dtype (an odd last row/column is dropped).
+
+    Float planes are averaged in their own precision (four strided adds: ~4x faster than a
+    float64 mean, and a live run writes every level of every frame); integers in float64, so the
+    rounding back to the dtype is exact.
+    """
     h, w = plane.shape[0] // 2, plane.shape[1] // 2
+    if np.issubdtype(plane.dtype, np.floating):
+        a = np.asarray(plane[: 2 * h, : 2 * w])
+        total = a[0::2, 0::2] + a[1::2, 0::2]
+        total += a[0::2, 1::2]
+        total += a[1::2, 1::2]
+        total *= plane.dtype.type(0.25)
+        return total
     blocks = np.asarray(plane[: 2 * h, : 2 * w], dtype=np.float64).reshape(h, 2, w, 2)
     mean = blocks.mean(axis=(1, 3))
     if np.issubdtype(plane.dtype, np.integer):

@@ -397,11 +397,13 @@ class PlaneStore:
             fault_point("write.level")
             array[index] = value
 
-    def resize(self, leading: Sequence[int]) -> None:
-        """Grow the leading (non-y/x) axes of every level to at least ``leading`` (a live run)."""
+    def resize(self, leading: Sequence[int], *, exact: bool = False) -> None:
+        """Grow the leading (non-y/x) axes of every level to at least ``leading`` (a live run);
+        ``exact``: set them to ``leading``, also shrinking (a live run trimming unused headroom)."""
         for array in reversed(self.levels):  # level 0 last: its shape is what readers show
             shape = array.shape
-            new = tuple(max(int(n), s) for n, s in zip(leading, shape[:-2])) + shape[-2:]
+            sizes = [int(n) if exact else max(int(n), s) for n, s in zip(leading, shape[:-2])]
+            new = tuple(sizes) + shape[-2:]
             if new != shape:
                 array.resize(new)
 
