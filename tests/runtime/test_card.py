@@ -40,7 +40,7 @@ def _raw(model_x2: Path) -> dict:
     (lambda r: r.pop("halo_px"), "lacks required fields: halo_px"),
     (lambda r: r.update(colour="red"), "unknown fields: colour"),
     (lambda r: r.update(schema_version=99), "schema_version 99"),
-    (lambda r: r.update(precision="int8"), "precision"),
+    (lambda r: r.update(precision="int4"), "precision"),
     (lambda r: r["normalization"].update(scale=0.0), "invalid intensity mapping"),
     (lambda r: r.update(input_pixel_size_um=-1.0), "pixel sizes"),
 ])
