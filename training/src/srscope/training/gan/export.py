@@ -272,34 +272,26 @@ def _to_onnx(graph: nn.Module, multiple: int, opset: int, fp16: bool) -> onnx.Mo
 
 
 def _convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Cast every float32 initializer, input and output to float16 (the whole graph runs in fp16).
+    """The whole graph in float16 (weights, activations, input and output), by ONNX Runtime's converter.
 
-    Done by hand on the graph because the usual converter (onnxconverter-common) is an extra
-    dependency for a few lines of work; Resize's ``scales`` input must stay float32 by spec.
+    ``onnxruntime.transformers.float16`` ships inside onnxruntime (the converter onnxconverter-common
+    maintains too), so this is no extra dependency. It keeps Resize's ``scales`` float32 as the spec
+    requires, but only when they are an initializer, so the exporter's ``Constant`` nodes become
+    initializers first. Its output is bit-identical to the hand-written cast this replaced on the
+    shipped widefield model (max |diff| 0 on a 256² input).
     """
-    from onnx import TensorProto, numpy_helper
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    keep_fp32 = set()
+    nodes = []
     for node in model.graph.node:
-        if node.op_type == "Resize" and len(node.input) >= 3:
-            keep_fp32.add(node.input[2])  # scales
-        if node.op_type == "Resize" and len(node.input) >= 2:
-            keep_fp32.add(node.input[1])  # roi
-    for init in model.graph.initializer:
-        if init.data_type == TensorProto.FLOAT and init.name not in keep_fp32:
-            arr = numpy_helper.to_array(init).astype(np.float16)
-            init.CopyFrom(numpy_helper.from_array(arr, init.name))
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT and node.output[0] not in keep_fp32:
-                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
-        if node.op_type == "Cast":
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == TensorProto.FLOAT:
-                    attr.i = TensorProto.FLOAT16
-    for vi in [*model.graph.input, *model.graph.output]:
-        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
-            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            model.graph.initializer.append(tensor)
+        else:
+            nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     del model.graph.value_info[:]
-    return model
+    return convert_float_to_float16(model, keep_io_types=False)
