@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-consistency", dest="consistency", action="store_false",
                         help="skip fitting the per-plane consistency check (on by default when the run's "
                              "dataset was built by simdataset; see srtrain calibrate-consistency)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write OUT's stem + '-int8.onnx' (static int8 for CPUs), only if it passes the "
+                             "quality gate on held-out fields; exit 3 when it does not")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,4 +47,24 @@ def run(args: argparse.Namespace) -> int:
               f"{card.degradation.provenance.get('calibration_planes')} validation planes")
     elif report.consistency_note:
         print(report.consistency_note)
+    return _int8(report.path) if getattr(args, "int8", False) and card.precision == "fp32" else 0
+
+
+def _int8(fp32: Path) -> int:
+    """The ``--int8`` step: quantise the fresh fp32 file; a failed quality gate is exit 3, nothing written."""
+    from srscope.runtime.errors import UserError
+
+    from .quantise import QuantisationGateError, export_int8
+
+    out = fp32.with_name(fp32.stem + "-int8.onnx")
+    try:
+        _, gate = export_int8(fp32, out)
+    except QuantisationGateError as exc:
+        print(f"srtrain export --int8: {exc}", file=sys.stderr)
+        return 3
+    except UserError as exc:
+        print(f"srtrain export --int8: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} (int8): {gate.psnr_vs_fp32_db} dB vs fp32 on {len(gate.heldout_seeds)} held-out fields, "
+          f"held-out PSNR {gate.fp32['psnr']:.2f} -> {gate.int8['psnr']:.2f} dB")
     return 0
