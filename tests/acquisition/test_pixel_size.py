@@ -56,3 +56,17 @@ def test_sracquire_refuses_off_model_pixel_size_before_acquiring(model_path, tmp
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("sracquire: error: camera pixel size 0.65 µm") and "\n" not in err
     assert not out.exists() and not (tmp_path / "run.raw.ome.zarr").exists()
+
+
+def test_fill_judges_the_raw_pixel_size_like_the_live_run(enhancer, tmp_path):
+    from srscope.acquisition.fill import FillError, _check_pixel_sizes
+
+    raw = zarr.open_group(str(tmp_path / "raw.ome.zarr"), mode="w", zarr_format=3)
+    raw.create_array("0", shape=(1, 8, 8), dtype="uint16")
+    raw.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "t", "type": "time"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.65, 0.65]}]}]}]}
+    models = ChannelModels.single(enhancer)
+    with pytest.raises(FillError, match="raw pixel size 0.65 µm differs .* by 100%"):
+        _check_pixel_sizes(tmp_path / "raw.ome.zarr", models, ignore=False)
+    _check_pixel_sizes(tmp_path / "raw.ome.zarr", models, ignore=True)  # the user insists: no error

@@ -94,6 +94,8 @@ def build_fill_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, ... (default: as recorded)")
     p.add_argument("--threads", type=int, help="CPU inference threads (default: all cores)")
     p.add_argument("--frame-batch", type=int, default=4, metavar="N", help="frames per inference call (default 4)")
+    p.add_argument("--ignore-pixel-size", action="store_true",
+                   help="fill even where the raw pixel size is >20%% off the model's")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--version", action="version", version=f"sracquire (srscope-acquisition) {_version()}")
     return p
@@ -110,7 +112,8 @@ def fill_main(argv: Sequence[str]) -> int:
         options["device"] = args.device
     try:
         report = fill_run(args.store, default_model=args.model, channel_models=parse_channel_spec(args.channel_model),
-                          frame_batch=args.frame_batch, progress=not args.quiet, **options)
+                          frame_batch=args.frame_batch, progress=not args.quiet,
+                          ignore_pixel_size=args.ignore_pixel_size, **options)
     except (UserError, ValueError) as exc:
         print(f"sracquire: error: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ import zarr
 from srscope.acquisition.channels import ChannelModels, SupportsEnhance
 from srscope.acquisition.writer import PositionGeometry, SRStoreWriter
 from srscope.runtime.errors import UserError
+from srscope.runtime.pixelsize import check_pixel_size
 from tqdm import tqdm
 
 #: the status a live run keeps until it ends by itself: only such a store has planes to fill
@@ -76,11 +77,13 @@ class _RawPlane:
 
 def fill_run(store: str | Path, *, default_model: str | Path | None = None,
              channel_models: Mapping[str, str | Path] | None = None, frame_batch: int = 4,
-             progress: bool = False, **enhancer_options: Any) -> FillReport:
+             progress: bool = False, ignore_pixel_size: bool = False, **enhancer_options: Any) -> FillReport:
     """Fill the missing SR planes of the killed live run in ``store`` and complete its status.
 
     ``default_model``/``channel_models`` replace the recorded model paths (same weights only);
-    ``enhancer_options`` (device, tile, ...) replace the recorded inference options.
+    ``enhancer_options`` (device, tile, ...) replace the recorded inference options. The raw
+    store's pixel size is judged against every model by the runtime's policy, as the live run did.
+    Run it once the acquisition process is gone: a live run still writing would race the swap.
     """
     store = _find_store(Path(store))
     root = zarr.open_group(str(store), mode="r")
@@ -94,6 +97,7 @@ def fill_run(store: str | Path, *, default_model: str | Path | None = None,
     if not raw_path or not Path(raw_path).exists():
         raise FillError(f"{store}: its raw store {raw_path!r} is gone; nothing to fill from")
     channel_names = _sequence_channels(provenance.get("sequence"))
+    _check_pixel_sizes(Path(raw_path), models, ignore=ignore_pixel_size)
 
     partial = store.with_name(f".{store.name}.fill-partial")
     shutil.rmtree(partial, ignore_errors=True)  # left by a fill that was itself killed
@@ -192,6 +196,19 @@ def _sequence_stage(sequence: Any, position: int) -> tuple[float, float, float]:
     if isinstance(s, Mapping):
         return tuple(float(s.get(k) or 0.0) for k in ("x", "y", "z"))  # type: ignore[return-value]
     return tuple(float(v or 0.0) for v in list(s)[:3]) + (0.0,) * (3 - len(list(s)[:3]))  # type: ignore[return-value]
+
+
+def _check_pixel_sizes(raw_path: Path, models: ChannelModels, *, ignore: bool) -> None:
+    """Refuse, as the live run did, to run a model on raw frames of a pixel size it was not made for."""
+    for _, axes, scale in _raw_images(zarr.open_group(str(raw_path), mode="r")).values():
+        pixel = scale[axes.index("x")] if "x" in axes else 0.0
+        if not pixel > 0:
+            continue  # uncalibrated: the live run assumed the card's size
+        for model in models.models():
+            check = check_pixel_size(pixel, model.card.input_pixel_size_um, model=model.card.name,
+                                     what="raw", ignore=ignore)
+            if check.refused:
+                raise FillError(check.message)
 
 
 def _swap(partial: Path, store: Path) -> None:
