@@ -43,8 +43,9 @@ bench: $(STAMP)
 # ~20 min on 2 CPU cores. Unseen structure (mitochondria) for the widefield model (never trained on
 # it), on seeds 700000+ (500000+ served as the development set while the v3.0 recipe was tuned,
 # 600000+ for the v2.0 report); the semi-real set (real specimens from PyPI packages, another optical
-# and camera model); confocal→STED beads for the PSF-FWHM table. The camera-bound v3.0 / v1.0 models
-# (models/legacy) run beside the new ones. docs/evaluation.md shows the results.
+# and camera model); confocal→STED beads for the PSF-FWHM table; held-out TIRF time-lapses (drift,
+# turnover, bleaching) at nine camera settings. The camera-bound v3.0 / v1.0 models (models/legacy)
+# run beside the new ones. docs/evaluation.md shows the results.
 WF_MODEL := models/widefield-10x0.4-to-20x0.75.onnx
 WF_ABLATION := models/ablation/widefield-10x0.4-to-20x0.75-cnn-only.onnx
 WF_LEGACY := models/legacy/widefield-10x0.4-to-20x0.75-v3.0.onnx
@@ -54,6 +55,7 @@ evaluate: $(STAMP)
 	$(BIN)/srtrain evaluate $(WF_MODEL) out/eval-semireal --semireal --ablation $(WF_ABLATION) --compare v3.0=$(WF_LEGACY)
 	$(BIN)/srtrain evaluate models/confocal-to-sted.onnx out/eval-beads --structure beads -n 9 --hr-size 1024 --tile 1024 \
 		--compare v1.0=models/legacy/confocal-to-sted-beads-v1.0.onnx
+	$(BIN)/python -m srscope.training.evaluation.timelapse models/tirf-100x1.49-to-tirf-sim.onnx out/eval-timelapse
 
 # The CARE peer for bench_robustness (~35 min; its own venv, bench/peers/README.md): CAREamics CARE
 # trained for 30 min on the same domain-randomised data as the v4.0 widefield models.
