@@ -58,8 +58,8 @@ if ! PYTHONPATH="$TARGET${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c \
     fi
     tmp="$(mktemp -d)"
     whl="$tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
-    # piece names sort in order (piece-00, piece-01, ...) across the .partN folders
-    find "$pieces" -path "$pieces/.part*/piece-*" -type f | sort -t- -k2 -n | sort -V | xargs cat > "$whl"
+    # split numbers the pieces piece-00, piece-01, ... across .part1, .part2, ...: order by piece name
+    find "$pieces" -path "$pieces/.part*/piece-*" -type f -printf '%f\t%p\n' | sort | cut -f2 | xargs cat > "$whl"
     "$PY" - "$whl" <<'EOF'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
