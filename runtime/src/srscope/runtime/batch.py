@@ -53,6 +53,7 @@ from srscope.runtime.io.store import (
     sweep_creations,
 )
 from srscope.runtime.io.tiff import refuse_guessed_layout, tiff_job_metadata, write_tiff
+from srscope.runtime.pixelsize import check_pixel_size
 from srscope.runtime.planes import (
     ModelSpec,
     Plane,
@@ -73,10 +74,6 @@ from tqdm.auto import tqdm
 
 if TYPE_CHECKING:  # dask.distributed is an optional extra
     from distributed import Client
-
-#: File pixel size vs the model card's input pixel size: warn above, refuse above (relative).
-PIXEL_SIZE_WARN = 0.05
-PIXEL_SIZE_REFUSE = 0.20
 
 #: Test seam (used by tests/runtime/test_srrun_safety.py, harmless otherwise): ``"N:GATE"`` makes
 #: the driver pause after its N-th computed plane, still holding the job lock, create
@@ -175,19 +172,20 @@ def _finished_record(plan: JobPlan) -> dict | None:
 
 def _check_pixel_size(file_size: tuple[float, float], unknown: bool, card: ModelCard,
                       ignore: bool, notes: list[str]) -> tuple[float, float]:
+    """Judge the file's pixel size by the runtime's one policy (:mod:`srscope.runtime.pixelsize`).
+
+    A refusal is a :class:`BatchError`; a warning becomes a run note. A file without a pixel size
+    is assumed to match the model, and the note says so.
+    """
     expected = card.input_pixel_size_um
     if unknown:
         notes.append(f"input has no pixel size; assuming the model's {expected:g} µm")
         return (expected, expected)
-    worst = max(abs(s / expected - 1.0) for s in file_size)
-    if worst > PIXEL_SIZE_REFUSE and not ignore:
-        raise BatchError(
-            f"input pixel size {file_size[0]:g}x{file_size[1]:g} µm differs from model {card.name!r}'s "
-            f"{expected:g} µm by {worst:.0%}; use a model trained for this magnification "
-            f"(or --ignore-pixel-size)")
-    if worst > PIXEL_SIZE_WARN:
-        notes.append(f"input pixel size {file_size[1]:g} µm differs from model {card.name!r}'s "
-                     f"{expected:g} µm by {worst:.0%}")
+    check = check_pixel_size(file_size, expected, model=card.name, ignore=ignore)  # Image keeps sizes > 0
+    if check.refused:
+        raise BatchError(check.message)
+    if check.message is not None:
+        notes.append(check.message)
     return file_size
 
 
