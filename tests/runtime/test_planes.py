@@ -4,13 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from srscope.runtime.planes import (
-    ChannelMappingError,
-    ModelSpec,
-    channel_models,
-    count_planes,
-    iter_planes,
-)
+import srscope.runtime.planes
+from srscope.runtime.channelmap import ChannelMappingError, ModelSpec, channel_models
+from srscope.runtime.errors import UserError
+from srscope.runtime.planes import count_planes, iter_planes
 from srscope.runtime.planework import BatchError, passthrough, to_output_dtype
 
 
@@ -56,6 +53,15 @@ def test_channel_mapping_by_index_name_default_and_passthrough() -> None:
 def test_channel_mapping_errors(specs: list[str], pattern: str) -> None:
     with pytest.raises(ChannelMappingError, match=pattern):
         channel_models([ModelSpec.parse(s) for s in specs], 2, ("dapi", "fitc"), passthrough_unmapped=False)
+
+
+def test_one_channel_mapping_module() -> None:
+    """planes re-exports channelmap's objects (no second copy), and a bad mapping is a UserError
+    (one line, exit 2 in every CLI)."""
+    assert srscope.runtime.planes.ChannelMappingError is ChannelMappingError
+    assert srscope.runtime.planes.ModelSpec is ModelSpec and srscope.runtime.planes.channel_models is channel_models
+    with pytest.raises(UserError, match="no model path after '='"):
+        ModelSpec.parse("dapi=")
 
 
 def test_uint16_output_never_wraps() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from srscope.runtime import Enhancer, ModelCardError
-from srscope.runtime.card import embed_card, read_card, weights_checksum
+from srscope.runtime.card import read_card, weights_checksum
 from srscope.runtime.halo import psnr_db
 from srscope.runtime.testing import build_test_model, structured_image
 from srscope.training.gan import quantise
@@ -26,14 +26,12 @@ def test_int8_model_carries_its_card_and_runs_in_the_enhancer(tmp_path: Path) ->
     fp32 = build_test_model(tmp_path / "fp32.onnx", scale=2, channels=8)
     # calibrated on other fields of the same kind, fed as the runtime feeds them
     feeds = quantise.runtime_feeds(read_card(fp32), [_counts(seed, (64, 72)) for seed in range(10, 14)])
-    raw = quantise.quantise_model(fp32, tmp_path / "raw.onnx", feeds)
-    model = onnx.load(str(raw))
+    path = quantise.quantise_model(fp32, tmp_path / "int8.onnx", feeds)
+    model = onnx.load(str(path))
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format: float I/O, int8 inside
-    card = dataclasses.replace(read_card(fp32), precision="int8", weights_sha256=weights_checksum(model))
-    path = tmp_path / "int8.onnx"
-    onnx.save(embed_card(model, card), str(path))
-    assert read_card(path).precision == "int8"
+    card = read_card(path)  # verifies its own weights checksum
+    assert card.precision == "int8" and card.weights_sha256 == weights_checksum(model) != read_card(fp32).weights_sha256
     image = _counts(2)
     ref = Enhancer.from_file(fp32, device="cpu").enhance(image).astype(np.float64)
     got = Enhancer.from_file(path, device="cpu").enhance(image).astype(np.float64)

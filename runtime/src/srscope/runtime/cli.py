@@ -27,6 +27,7 @@ from pathlib import Path
 
 from srscope.runtime.batch import JobReport, plan_job, run_job
 from srscope.runtime.card import ModelCardError
+from srscope.runtime.channelmap import ChannelMappingError
 from srscope.runtime.errors import UserError, user_os_error
 from srscope.runtime.imagecheck import InvalidImageError
 from srscope.runtime.io import ImageIOError, image_format
@@ -41,7 +42,6 @@ from srscope.runtime.multibatch import (
     prepare_outdir,
     run_batch,
 )
-from srscope.runtime.planes import ChannelMappingError
 from srscope.runtime.planework import OUTPUT_DTYPES, RunOptions
 from srscope.runtime.providers import DeviceUnavailableError
 from srscope.runtime.tiling import TilingError

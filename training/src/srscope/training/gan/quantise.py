@@ -163,7 +163,8 @@ class _Reader:
 
 def quantise_model(fp32: str | Path, out: str | Path, feeds: list[np.ndarray],
                    settings: QuantSettings = QuantSettings()) -> Path:
-    """Quantise ``fp32`` with ``feeds`` as calibration data; writes a card-less model to ``out``."""
+    """Quantise ``fp32`` with ``feeds`` as calibration data into ``out``, with an int8 card (same fields
+    as the fp32 card, precision ``int8``, its own weights checksum)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -193,7 +194,18 @@ def quantise_model(fp32: str | Path, out: str | Path, feeds: list[np.ndarray],
             nodes_to_exclude=([convs[0], convs[-1]] if settings.exclude_first_last else [])
             + [n.name for n in pre_model.graph.node if any(k in n.name for k in settings.exclude_nodes)],
         )
-    return Path(out)
+    return with_int8_card(out, read_card(fp32))
+
+
+def with_int8_card(path: str | Path, card: ModelCard, quantisation: dict[str, Any] | None = None) -> Path:
+    """Give a quantised file (which still carries its fp32 card's metadata) its own int8 card, in place."""
+    model = onnx.load(str(path))
+    provenance = {**card.provenance, **({"quantisation": quantisation} if quantisation is not None else {})}
+    int8_card = dataclasses.replace(card, precision="int8", weights_sha256=weights_checksum(model),
+                                    provenance=provenance,
+                                    description=(card.description + " int8 (QDQ) quantised for CPU inference.").strip())
+    onnx.save(embed_card(model, int8_card), str(path))
+    return Path(path)
 
 
 def _cpu_session(path: Path) -> ort.InferenceSession:
@@ -280,8 +292,7 @@ def export_int8(fp32: str | Path, out: str | Path, *, settings: QuantSettings = 
     t0 = time.perf_counter()
     feeds = runtime_feeds(card, calibration_fields(card, n_fields, fov))
     with tempfile.TemporaryDirectory() as tmp:
-        raw = quantise_model(fp32, Path(tmp) / "raw.onnx", feeds, settings)
-        model = onnx.load(str(raw))
+        carded = quantise_model(fp32, Path(tmp) / "int8.onnx", feeds, settings)
         source = _source(card)
         record: dict[str, Any] = {
             "from": fp32.name, "from_weights_sha256": card.weights_sha256, "tool": "onnxruntime.quantization."
@@ -289,20 +300,15 @@ def export_int8(fp32: str | Path, out: str | Path, *, settings: QuantSettings = 
             "calibration": {"recipe": source.get("structure"), "split": "train", "seeds": [0, n_fields - 1],
                             "fov_hr_px": fov, "randomised": bool(source.get("randomised")),
                             "feeds": "card intensity policy, whole-image plan padding (as the runtime feeds)"}}
-        int8_card = dataclasses.replace(card, precision="int8", weights_sha256=weights_checksum(model),
-                                        provenance={**card.provenance, "quantisation": record},
-                                        description=(card.description + " int8 (QDQ) quantised for CPU inference.")
-                                        .strip())
-        carded = Path(tmp) / "int8.onnx"
-        onnx.save(embed_card(model, int8_card), str(carded))  # the gate runs it through the Enhancer
+        with_int8_card(carded, card, record)  # the gate runs it through the Enhancer
         gate = quality_gate(fp32, carded, card, heldout)
         if not gate.passed:
             raise QuantisationGateError(f"{out.name} not written: {'; '.join(gate.reasons)}")
         record.update({"gate": gate.as_dict(), "wall_s": round(time.perf_counter() - t0, 1)})
-        embed_card(model, dataclasses.replace(int8_card, provenance={**card.provenance, "quantisation": record}))
+        with_int8_card(carded, card, record)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = out.with_suffix(out.suffix + ".tmp")
-        onnx.save(model, str(tmp_out))
+        tmp_out.write_bytes(carded.read_bytes())
         tmp_out.replace(out)
     return read_card(out), gate
 
