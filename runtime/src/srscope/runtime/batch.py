@@ -70,6 +70,8 @@ from srscope.runtime.planework import (
     forget_cached,
     process_plane,
 )
+from srscope.runtime.scorereport import METADATA_KEY as CONSISTENCY_KEY
+from srscope.runtime.scorereport import ConsistencyReport
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:  # dask.distributed is an optional extra
@@ -120,6 +122,9 @@ class JobReport:
     warnings: list[str]
     #: the output already held this job's finished result: nothing was done
     already_complete: bool = False
+    #: the per-plane consistency scores stored with the output (``None``: no channel's model
+    #: carries a degradation model, so nothing was checked)
+    consistency: ConsistencyReport | None = None
 
 
 def _store_path_for(output: Path, overwrite: bool) -> Path:
@@ -168,6 +173,22 @@ def _finished_record(plan: JobPlan) -> dict | None:
         return None
     record = tiff_job_metadata(out).get("srrun", {})
     return dict(record) if isinstance(record, dict) and record.get("job") == plan.identity else None
+
+
+def _finished_metadata(plan: JobPlan) -> dict:
+    """The srscope metadata of OUTPUT (already this job's finished result): what a rerun reports."""
+    out = plan.output_path
+    if image_format(out) == "tiff":
+        return tiff_job_metadata(out)
+    try:
+        return PlaneStore.open_any(out).metadata
+    except Exception:  # noqa: BLE001 - vanished meanwhile: nothing to report
+        return {}
+
+
+def _checks_consistency(plan: JobPlan) -> bool:
+    """Whether any channel's model carries a degradation model, so its planes are scored."""
+    return any(card.degradation is not None for card in plan.cards.values())
 
 
 def _check_pixel_size(file_size: tuple[float, float], unknown: bool, card: ModelCard,
@@ -508,7 +529,7 @@ def _sweep_finished(plan: JobPlan) -> None:
                 shutil.rmtree(store)
 
 
-def _provenance(plan: JobPlan, clipped: int) -> dict:
+def _provenance(plan: JobPlan, clipped: int, consistency: ConsistencyReport | None = None) -> dict:
     models = {}
     for channel, path in enumerate(plan.task.models):
         if path is None:
@@ -526,6 +547,8 @@ def _provenance(plan: JobPlan, clipped: int) -> dict:
                         "job": plan.identity}}
     if plan.source.metadata:
         record["input_metadata"] = plan.source.metadata
+    if consistency is not None:
+        record[CONSISTENCY_KEY] = consistency.as_metadata()
     return record
 
 
@@ -584,10 +607,12 @@ def run_job(plan: JobPlan, *, scheduler: str | None = None, progress: bool = Tru
         if record is not None:
             _sweep_finished(plan)
             total = plan.n_planes
+            consistency = ConsistencyReport.from_metadata(_finished_metadata(plan).get(CONSISTENCY_KEY))
+            notes = list(plan.warnings) + _consistency_notes(consistency)
             return JobReport(output=plan.output_path, planes_total=total, planes_computed=0, planes_skipped=total,
                              clipped_pixels=int(record.get("clipped_pixels", 0)),
-                             seconds=time.perf_counter() - start, warnings=list(plan.warnings),
-                             already_complete=True)
+                             seconds=time.perf_counter() - start, warnings=notes,
+                             already_complete=True, consistency=consistency)
     with contextlib.ExitStack() as stack:
         if client is None and scheduler:
             client = stack.enter_context(_connect(scheduler))  # before touching OUTPUT
@@ -651,6 +676,11 @@ def _windows(plan: JobPlan, planes: list[Plane], facts: dict[int, dict]) -> list
     return ranges.windows()
 
 
+def _consistency_notes(report: ConsistencyReport | None) -> list[str]:
+    line = report.warning() if report is not None else None
+    return [line] if line else []
+
+
 def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float,
          on_plane: Callable[[], None] | None = None) -> JobReport:
     store = plan.store_path
@@ -670,22 +700,28 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float,
         if unfinished:
             facts = work.done()
             clipped = sum(int(f.get("clipped", 0)) for f in facts.values())
+            # every plane's score, from the done-markers: this run's, an earlier run's, a worker's
+            consistency = ConsistencyReport.from_facts(planes, facts) if _checks_consistency(plan) else None
             template = Image(data=work.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
                              channel_names=plan.source.channel_names, z_step_um=plan.source.z_step_um,
-                             time_interval_s=plan.source.time_interval_s, metadata=_provenance(plan, clipped),
+                             time_interval_s=plan.source.time_interval_s,
+                             metadata=_provenance(plan, clipped, consistency),
                              translation=plan.output_translation, channel_display=plan.source.channel_display)
             work.finalize(template, name=plan.output_path.name.split(".")[0] or "image",
                           windows=_windows(plan, planes, facts))
         else:  # finished earlier (a kill before the TIFF conversion or the swap): publish only
-            clipped = int(read_image(store).metadata.get("srrun", {}).get("clipped_pixels", 0))
+            finished = read_image(store).metadata
+            clipped = int(finished.get("srrun", {}).get("clipped_pixels", 0))
+            consistency = ConsistencyReport.from_metadata(finished.get(CONSISTENCY_KEY))
         work.record.clear()
         _publish(plan)
     notes = list(plan.warnings)
     if clipped:
         notes.append(f"{clipped} output pixel(s) were clipped to the {plan.task.options.dtype} range")
+    notes += _consistency_notes(consistency)
     return JobReport(output=plan.output_path, planes_total=len(planes), planes_computed=len(computed),
                      planes_skipped=len(planes) - len(pending), clipped_pixels=clipped,
-                     seconds=time.perf_counter() - start, warnings=notes)
+                     seconds=time.perf_counter() - start, warnings=notes, consistency=consistency)
 
 
 __all__ = ["BatchError", "JobPlan", "JobReport", "RunOptions", "check_options", "plan_job", "run_job"]

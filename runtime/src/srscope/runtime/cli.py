@@ -209,10 +209,13 @@ def _write_log(path: Path | None, payload: dict) -> None:
 
 
 def _summary(report: JobReport) -> dict:
-    return {"ok": True, "output": str(report.output), "planes_total": report.planes_total,
-            "planes_computed": report.planes_computed, "planes_skipped": report.planes_skipped,
-            "clipped_pixels": report.clipped_pixels, "seconds": round(report.seconds, 3),
-            "warnings": report.warnings, "already_complete": report.already_complete}
+    summary = {"ok": True, "output": str(report.output), "planes_total": report.planes_total,
+               "planes_computed": report.planes_computed, "planes_skipped": report.planes_skipped,
+               "clipped_pixels": report.clipped_pixels, "seconds": round(report.seconds, 3),
+               "warnings": report.warnings, "already_complete": report.already_complete}
+    if report.consistency is not None:  # the record stored with the output, flagged planes and all scores
+        summary["consistency"] = report.consistency.as_metadata()
+    return summary
 
 
 def _options(args: argparse.Namespace) -> RunOptions:

@@ -40,6 +40,7 @@ from srscope.runtime.errors import user_os_error
 from srscope.runtime.intensity import parse_intensity
 from srscope.runtime.planes import ModelSpec
 from srscope.runtime.planework import BatchError, RunOptions
+from srscope.runtime.scorereport import ConsistencyReport
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
@@ -162,13 +163,18 @@ class FileJob:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     internal: bool = False  #: failed on an unexpected error (a bug), not the input's fault
+    #: the output's per-plane consistency scores (``None``: not finished, or no model checks them)
+    consistency: ConsistencyReport | None = None
 
     def record(self) -> dict:
-        return {"input": str(self.input), "output": str(self.output), "status": self.status,
-                "error": self.error, "planes_total": self.planes_total,
-                "planes_computed": self.planes_computed, "planes_skipped": self.planes_skipped,
-                "clipped_pixels": self.clipped_pixels, "seconds": round(self.seconds, 3),
-                "warnings": self.warnings, "already_complete": self.status == ALREADY_COMPLETE}
+        record = {"input": str(self.input), "output": str(self.output), "status": self.status,
+                  "error": self.error, "planes_total": self.planes_total,
+                  "planes_computed": self.planes_computed, "planes_skipped": self.planes_skipped,
+                  "clipped_pixels": self.clipped_pixels, "seconds": round(self.seconds, 3),
+                  "warnings": self.warnings, "already_complete": self.status == ALREADY_COMPLETE}
+        if self.consistency is not None:
+            record["consistency"] = self.consistency.as_metadata()
+        return record
 
 
 def pair_outputs(inputs: Sequence[Path], outdir: Path, output_format: str) -> tuple[list[FileJob], list[str]]:
@@ -261,6 +267,7 @@ class BatchResult:
                 "planes_computed": sum(job.planes_computed for job in self.jobs),
                 "planes_skipped": sum(job.planes_skipped for job in self.jobs),
                 "clipped_pixels": sum(job.clipped_pixels for job in self.jobs),
+                "planes_flagged": sum(len(job.consistency.flagged) for job in self.jobs if job.consistency),
                 "seconds": round(self.seconds, 3)}
 
     def log(self, outdir: Path) -> dict:
@@ -457,16 +464,23 @@ def _finish(job: FileJob, report: JobReport, plan: JobPlan) -> None:
     job.planes_skipped = report.planes_skipped
     job.clipped_pixels = report.clipped_pixels
     job.warnings = list(report.warnings)
+    job.consistency = report.consistency
     for note in report.warnings[len(plan.warnings):]:  # e.g. clipping, known only at the end
         _say(f"srrun: warning: {job.input}: {note}")
+
+
+def _flag_count(job: FileJob) -> str:
+    """``", 2 of 40 flagged by the consistency check"`` when the file's models check planes."""
+    report = job.consistency
+    return f", {len(report.flagged)} of {report.checked} flagged by the consistency check" if report else ""
 
 
 def _done_line(job: FileJob, k: int, n: int) -> str:
     head = f"srrun: [{k}/{n}] {job.input} -> {job.output}: "
     if job.status == ALREADY_COMPLETE:
-        return head + f"already complete ({job.planes_total} plane(s)); nothing to do"
+        return head + f"already complete ({job.planes_total} plane(s){_flag_count(job)}); nothing to do"
     return head + (f"{job.planes_total} plane(s): {job.planes_computed} computed, {job.planes_skipped} already "
-                   f"done, in {job.seconds:.1f} s")
+                   f"done{_flag_count(job)}, in {job.seconds:.1f} s")
 
 
 __all__ = ["DEFAULT_OUTPUT_FORMAT", "OUTPUT_FORMATS", "BatchResult", "FileJob", "check_shared", "find_inputs",
