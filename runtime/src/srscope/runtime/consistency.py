@@ -23,8 +23,9 @@ runtime does that for every plane, on the fly, with the degradation the card car
    never have seen): ``noise`` (the noise σ relative to the robust range, estimated from the finest
    diagonal Haar detail, which a Nyquist-sampled microscope image leaves to noise),
    ``saturation`` (the fraction of pixels at the plane's maximum) and
-   ``band_0`` … ``band_{B−1}`` (log10 of the input's power fraction in radial frequency bands: pure
-   noise, a confocal-sampled model fed widefield data, or a defocused plane has another spectrum).
+   ``band_0`` … ``band_{B−1}`` (log10 of the input's power in radial frequency bands over the power
+   its noise alone would give, :func:`band_snr`: pure noise, a confocal-sampled model fed
+   widefield data, or a defocused plane has another spectrum).
 
 Each feature has an in-domain ``[lo, hi]`` in the card, calibrated on held-out fields at export;
 :func:`score_plane` flags the plane when any feature leaves its range and names them in
@@ -187,18 +188,30 @@ class _Residual:
     gain: float
     offset: float
     noise: float             # the input's noise σ relative to its robust range
+    noise_floor: float       # the plane-average noise RMS in counts (:func:`noise_rms`)
+
+
+def _haar_diagonal(lr: np.ndarray) -> np.ndarray:
+    """``(a − b − c + d)/2`` over each 2×2 block: white noise keeps its σ, and only the corner of the
+    spectrum, beyond the optical cutoff of a Nyquist-sampled image, gets through."""
+    h, w = (lr.shape[0] // 2) * 2, (lr.shape[1] // 2) * 2
+    x = lr[:h, :w]
+    return (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) * np.float32(0.5)
 
 
 def noise_sigma(lr: np.ndarray) -> float:
-    """Robust noise σ of a plane (counts): MAD of its finest diagonal Haar detail.
-
-    ``(a − b − c + d)/2`` over each 2×2 block has the pixel noise's σ for white noise and responds
-    only to the corner of the spectrum, beyond the optical cutoff of a Nyquist-sampled image.
-    """
-    h, w = (lr.shape[0] // 2) * 2, (lr.shape[1] // 2) * 2
-    x = lr[:h, :w]
-    d = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) * np.float32(0.5)
+    """Robust noise σ of a plane (counts): the MAD of its finest diagonal Haar detail (the typical,
+    background-dominated noise)."""
+    d = _haar_diagonal(lr)
     return float(1.4826 * np.median(np.abs(d - np.median(d))))
+
+
+def noise_rms(lr: np.ndarray) -> float:
+    """RMS of the same detail: the plane-average noise variance, photon noise of bright structure
+    included, i.e. the level white noise would have in the plane's power spectrum."""
+    d = _haar_diagonal(lr).ravel()
+    d = d - np.float32(d.mean())
+    return float(np.sqrt(np.dot(d, d) / max(d.size, 1)))
 
 
 def _residual(lr: np.ndarray, sr: np.ndarray, model: DegradationModel) -> _Residual:
@@ -222,8 +235,8 @@ def _residual(lr: np.ndarray, sr: np.ndarray, model: DegradationModel) -> _Resid
     residual /= np.float32(span)
     inner_res = residual[inner].ravel()
     rse = float(np.sqrt(np.dot(inner_res, inner_res) / inner_res.size))
-    noise = noise_sigma(lr) / span
-    return _Residual(residual, float(rsp), rse, rse * span, float(gain), float(offset), noise)
+    noise = noise_sigma(lr)
+    return _Residual(residual, float(rsp), rse, rse * span, float(gain), float(offset), noise / span, noise_rms(lr))
 
 
 def local_error(residual: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -239,12 +252,15 @@ def saturation_fraction(lr: np.ndarray) -> float:
     return float(np.count_nonzero(lr >= top)) / lr.size
 
 
-def band_powers(lr: np.ndarray) -> np.ndarray:
-    """log10 of the input's power fraction in each radial band of :data:`BAND_EDGES` (Nyquist = 1).
+def band_snr(lr: np.ndarray, noise: float) -> np.ndarray:
+    """log10 of the input's mean power in each radial band of :data:`BAND_EDGES` (Nyquist = 1),
+    relative to the power white noise of RMS ``noise`` (counts, :func:`noise_rms`) would put there.
 
-    Taken on a central crop of at most :data:`SPECTRUM_CROP`² pixels with a Hann window (no border
-    leakage), mean removed; it says how much of the plane's content sits at each spatial scale,
-    independent of its gain and offset.
+    ≈ 0 where a band holds only noise, > 0 where it holds structure, whatever the gain, offset or
+    photon budget: a confocal-sampled model's input has nothing but noise above its optical
+    cutoff (widefield data at its pixel size has structure there), a Nyquist-sampled widefield
+    input has structure up to the top bands (pure noise has none anywhere). Taken on a central
+    crop of at most :data:`SPECTRUM_CROP`² pixels with a Hann window (no border leakage).
     """
     h, w = min(lr.shape[0], SPECTRUM_CROP), min(lr.shape[1], SPECTRUM_CROP)
     r0, c0 = (lr.shape[0] - h) // 2, (lr.shape[1] - w) // 2
@@ -254,14 +270,13 @@ def band_powers(lr: np.ndarray) -> np.ndarray:
     power = np.abs(sfft.rfft2(crop * window)) ** 2
     fy = sfft.fftfreq(h)[:, None] * 2.0
     fx = sfft.rfftfreq(w)[None, :] * 2.0
-    radius = np.sqrt(fy ** 2 + fx ** 2)
-    total = float(power[(radius >= BAND_EDGES[0]) & (radius <= BAND_EDGES[-1])].sum())
-    if total <= 0:
-        return np.full(len(BAND_EDGES) - 1, -12.0)
-    bins = np.digitize(radius.ravel(), BAND_EDGES) - 1
-    sums = np.bincount(np.where((bins >= 0) & (bins < len(BAND_EDGES) - 1), bins, len(BAND_EDGES) - 1),
-                       weights=power.ravel(), minlength=len(BAND_EDGES))[:len(BAND_EDGES) - 1]
-    return np.log10(np.maximum(sums / total, 1e-12))
+    bins = np.digitize(np.sqrt(fy ** 2 + fx ** 2).ravel(), BAND_EDGES) - 1
+    n_bands = len(BAND_EDGES) - 1
+    bins = np.where((bins >= 0) & (bins < n_bands), bins, n_bands)
+    sums = np.bincount(bins, weights=power.ravel(), minlength=n_bands + 1)[:n_bands]
+    counts = np.maximum(np.bincount(bins, minlength=n_bands + 1)[:n_bands], 1)
+    floor = max(noise, 1e-6 * max(float(np.abs(crop).max()), 1e-12)) ** 2 * float(np.sum(window.astype(np.float64) ** 2))
+    return np.log10(np.maximum(sums / counts / floor, 1e-12))
 
 
 def plane_features(lr_input: np.ndarray, sr_output: np.ndarray, model: DegradationModel) -> dict[str, float]:
@@ -278,7 +293,7 @@ def _features(lr: np.ndarray, res: _Residual, model: DegradationModel) -> dict[s
                 "error_fraction": float(np.count_nonzero(inner > model.error_threshold)) / inner.size,
                 "gain": res.gain, "rse_noise": res.rse / max(res.noise, 1e-9), "noise": res.noise,
                 "saturation": saturation_fraction(lr)}
-    features.update(zip(BAND_FEATURES, (float(v) for v in band_powers(lr))))
+    features.update(zip(BAND_FEATURES, (float(v) for v in band_snr(lr, res.noise_floor))))
     return features
 
 
