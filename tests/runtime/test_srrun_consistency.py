@@ -22,7 +22,7 @@ from srscope.runtime import Enhancer
 from srscope.runtime.card import read_card
 from srscope.runtime.io import read_image
 from srscope.runtime.io.faults import FAULT_ENV
-from srscope.runtime.testing import structured_image
+from srscope.runtime.synthetic import structured_image
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDEFIELD = ROOT / "models" / "widefield-10x0.4-to-20x0.75.onnx"
@@ -154,3 +154,83 @@ def test_models_without_a_degradation_model_record_no_scores(tmp_path: Path, mod
     assert code == 0 and "consistency" not in err
     assert "consistency" not in zarr.open_group(out, mode="r").attrs["srscope"]["metadata"]
     assert "consistency" not in json.loads((tmp_path / "log.json").read_text())
+
+
+def _readers_geometry(path: Path) -> list:
+    """The coordinate transformations of every level, as ome-zarr-py's Reader sees them."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    nodes = list(Reader(parse_url(str(path)))())
+    return nodes[0].metadata["coordinateTransformations"]
+
+
+def test_error_map_is_a_second_image_on_the_sr_grid(tmp_path: Path, stack, capsys) -> None:
+    from ome_zarr_models.v05.image import Image as NgffImage05
+    from srscope.runtime.consistency import error_map
+
+    data = stack.reshape(2, 2, 64, 64)  # c z y x: channel 0 by the model, channel 1 passed through
+    src = _write_input(tmp_path / "in.ome.zarr", data, "czyx", channel_names=("dapi", "bf"), z_step_um=0.5,
+                       translation={"y": 12.0, "x": -4.0})
+    out = tmp_path / "out.ome.zarr"
+    code, err = _run(capsys, src, out, "--model", f"dapi={WIDEFIELD}", "--passthrough-unmapped", "--error-map")
+    assert code == 0, err
+    root = zarr.open_group(out, mode="r")
+    NgffImage05.from_zarr(root)  # the SR image still validates with the map inside it
+    NgffImage05.from_zarr(root["error_map"])
+    assert root.attrs["srscope"]["metadata"]["error_map"]["path"] == "error_map"
+    sr_geometry = _readers_geometry(out)
+    assert _readers_geometry(out / "error_map") == sr_geometry  # same scale and translation, every level
+    assert sr_geometry[0][0]["scale"] == pytest.approx([1.0, 0.5, 0.1625, 0.1625])
+    assert sr_geometry[0][1]["translation"] == pytest.approx([0.0, 0.0, 12.0 - 0.08125, -4.0 - 0.08125])
+
+    degradation = read_card(WIDEFIELD).degradation
+    sr, emap = root["0"][...], root["error_map/0"][...]
+    assert emap.shape == sr.shape and emap.dtype == np.float32
+    for z in range(2):  # the map of each plane is consistency.error_map of its input and stored output
+        np.testing.assert_allclose(emap[0, z], error_map(data[0, z], sr[0, z], degradation), rtol=1e-5, atol=1e-7)
+    assert np.isnan(emap[1]).all()  # the passed-through channel is not checked
+    np.testing.assert_allclose(root["error_map/1"][0, 0], emap[0, 0].reshape(64, 2, 64, 2).mean(axis=(1, 3)),
+                               rtol=1e-5)
+    labels = [c["label"] for c in root["error_map"].attrs["ome"]["omero"]["channels"]]
+    assert labels == ["dapi error", "bf error"]
+
+    napari_ome_zarr = pytest.importorskip("napari_ome_zarr")
+    layers = {str(p): napari_ome_zarr.napari_get_reader(str(p))(str(p)) for p in (out, out / "error_map")}
+    sr_layer, map_layer = layers[str(out)][0][1], layers[str(out / "error_map")][0][1]
+    assert map_layer["scale"] == sr_layer["scale"] and map_layer["translate"] == sr_layer["translate"]
+
+
+def test_error_map_of_a_killed_run_resumes(tmp_path: Path, stack, capsys) -> None:
+    from srscope.runtime.consistency import error_map
+
+    src = _write_input(tmp_path / "in.ome.zarr", stack, "zyx")
+    out = tmp_path / "out.ome.zarr"
+    env = {**os.environ, FAULT_ENV: "record.mark:3"}
+    killed = subprocess.run([str(SRRUN), str(WIDEFIELD), str(src), str(out), "--quiet", "--error-map"], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert killed.returncode == 137, killed.stderr
+    with pytest.raises(Exception, match="incomplete"):  # neither image reads as finished
+        read_image(out)
+    assert zarr.open_group(out / "error_map", mode="r").attrs["srscope"]["status"] == "running"
+    code, err = _run(capsys, WIDEFIELD, src, out, "--error-map")
+    assert code == 0 and "2 computed, 2 already done" in err, err
+    root = zarr.open_group(out, mode="r")
+    assert root["error_map"].attrs["srscope"]["status"] == "complete"
+    degradation = read_card(WIDEFIELD).degradation
+    for k in range(N_PLANES):
+        np.testing.assert_allclose(root["error_map/0"][k], error_map(stack[k], root["0"][k], degradation),
+                                   rtol=1e-5, atol=1e-7)
+    # the same job without --error-map is another job: its output is not taken for this one's
+    code, err = _run(capsys, WIDEFIELD, src, out)
+    assert code == 2 and "already exists" in err
+
+
+def test_error_map_needs_a_zarr_output_and_a_degradation_model(tmp_path: Path, model_x2: Path, stack,
+                                                               capsys) -> None:
+    src = _write_input(tmp_path / "in.ome.zarr", stack, "zyx")
+    code, err = _run(capsys, WIDEFIELD, src, tmp_path / "out.ome.tif", "--error-map")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "OME-Zarr" in err
+    code, err = _run(capsys, model_x2, src, tmp_path / "out.ome.zarr", "--error-map")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "degradation model" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.zarr"]

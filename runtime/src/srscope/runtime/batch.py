@@ -62,6 +62,7 @@ from srscope.runtime.planes import (
     iter_planes,
 )
 from srscope.runtime.planework import (
+    ERROR_MAP_PATH,
     OUTPUT_DTYPES,
     BatchError,
     PlaneResult,
@@ -254,6 +255,8 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
         if options.tile is not None and options.tile < card.size_multiple:
             raise BatchError(f"--tile {options.tile} is smaller than model {Path(path).name}'s size multiple "
                              f"{card.size_multiple}")
+    if options.error_map:
+        _check_error_map(output_path, cards)
     scales = {card.integer_scale for card in cards.values()}
     if len(scales) != 1:
         raise BatchError(f"the channel models have different scale factors {sorted(scales)}; "
@@ -281,6 +284,8 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
         "models": [cards[m].weights_sha256 if m else None for m in model_strs],
         "dtype": options.dtype, "tile": options.tile, "overlap": options.overlap,
     }
+    if options.error_map:  # only when asked, so jobs without it keep the identity they always had
+        identity["error_map"] = True
     if options.intensity != "auto" or any(c.intensity.mode != "fixed" for c in cards.values()):
         identity["intensity"] = {"policy": options.intensity, "mappings": [list(m) if m else None for m in mappings]}
     # Keep the calibration, drop the pixels: workers read planes themselves, and a small TIFF read
@@ -292,6 +297,18 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
                    output_translation=_output_translation(source.translation, scale, out_size))
     _check_output(plan)
     return plan
+
+
+def _check_error_map(output: Path, cards: dict[str, ModelCard]) -> None:
+    """``--error-map`` needs an OME-Zarr OUTPUT (the map is a second image inside it) and a model
+    whose card carries a degradation model (the map is its re-degradation error)."""
+    if image_format(output) != "zarr":
+        raise BatchError(f"--error-map writes the map into an OME-Zarr store beside the image; {output.name} is a "
+                         "TIFF: write .ome.zarr instead")
+    if not any(card.degradation is not None for card in cards.values()):
+        names = ", ".join(sorted(card.name for card in cards.values())) or "none"
+        raise BatchError(f"--error-map: no model here carries a degradation model (models: {names}); "
+                         "fit one with srtrain calibrate-consistency")
 
 
 def _output_translation(source: dict[str, float], scale: int, out_size: tuple[float, float]) -> dict[str, float]:
@@ -676,6 +693,55 @@ def _windows(plan: JobPlan, planes: list[Plane], facts: dict[int, dict]) -> list
     return ranges.windows()
 
 
+def _error_store(plan: JobPlan, held_store: Path) -> PlaneStore:
+    """The unfinished error-map image inside the work store, created empty on first use (under the
+    work store's job lock, which the caller holds): a run killed before creating it, or before
+    finishing it, just carries on with it."""
+    path = held_store / ERROR_MAP_PATH
+    if not path.exists():
+        try:
+            PlaneStore.create(path, shape=plan.output_shape, dtype="float32", axes=plan.axes, job=plan.identity,
+                              fill_value=float("nan"))
+        except StoreExistsError:
+            pass  # cannot happen under the work store's lock; reopened below either way
+    return PlaneStore.open(path)
+
+
+def _finalize_error_map(plan: JobPlan, error: PlaneStore, planes: list[Plane], facts: dict[int, dict]) -> dict:
+    """Write the error map's NGFF metadata (the SR image's axes, scale and translation) and its
+    status; returns the record that registers it in the SR image's metadata."""
+    names = plan.source.channel_names
+    record = {"path": ERROR_MAP_PATH,
+              "description": "local consistency error on the SR grid: RMS of (input - re-degraded output) in "
+                             "the card's Gaussian window, relative to the input's P1-P99.8 range; NaN where "
+                             "not checked",
+              "error_threshold": _thresholds(plan)}
+    template = Image(data=error.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
+                     channel_names=tuple(f"{n} error" for n in names) if names else None,
+                     z_step_um=plan.source.z_step_um, time_interval_s=plan.source.time_interval_s,
+                     metadata={"error_map_of": plan.output_path.name, **record},
+                     translation=plan.output_translation,
+                     channel_display=tuple({"color": "FF00FF"} for _ in range(plan.source.n_channels)))
+    ranges = ChannelRanges(plan.source.n_channels)
+    for plane in planes:
+        low_high = facts.get(plane.number, {}).get("error_range")
+        if low_high is not None:
+            ranges.add(plane.channel, *low_high)
+    error.finalize(template, name=f"{plan.output_path.name.split('.')[0] or 'image'} consistency error",
+                   windows=ranges.windows())
+    error.record.clear()
+    return record
+
+
+def _thresholds(plan: JobPlan) -> dict[str, float | None]:
+    """Per channel, the local error only 1 % of in-domain pixels exceed (``None``: not checked)."""
+    out: dict[str, float | None] = {}
+    for channel, path in enumerate(plan.task.models):
+        card = next((c for p, c in plan.cards.items() if str(Path(p).resolve()) == path), None) if path else None
+        out[str(channel)] = card.degradation.error_threshold if card and card.degradation else None
+    return out
+
+
 def _consistency_notes(report: ConsistencyReport | None) -> list[str]:
     line = report.warning() if report is not None else None
     return [line] if line else []
@@ -694,6 +760,7 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float,
         unfinished = status in WORK_IN_PROGRESS
         work = PlaneStore.open(store) if unfinished else PlaneStore.open_any(store)
         done = work.done() if unfinished else {}
+        error = _error_store(plan, store) if unfinished and plan.task.options.error_map else None
         pending = [p for p in planes if p.number not in done] if unfinished else []
         computed = _compute(plan, task, client, pending, len(planes), created=created, progress=progress,
                             on_plane=on_plane)
@@ -702,10 +769,12 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float,
             clipped = sum(int(f.get("clipped", 0)) for f in facts.values())
             # every plane's score, from the done-markers: this run's, an earlier run's, a worker's
             consistency = ConsistencyReport.from_facts(planes, facts) if _checks_consistency(plan) else None
+            provenance = _provenance(plan, clipped, consistency)
+            if error is not None:  # finished first: a complete SR image always has its complete map
+                provenance["error_map"] = _finalize_error_map(plan, error, planes, facts)
             template = Image(data=work.level0, axes=plan.axes, pixel_size_um=plan.output_pixel_size_um,
                              channel_names=plan.source.channel_names, z_step_um=plan.source.z_step_um,
-                             time_interval_s=plan.source.time_interval_s,
-                             metadata=_provenance(plan, clipped, consistency),
+                             time_interval_s=plan.source.time_interval_s, metadata=provenance,
                              translation=plan.output_translation, channel_display=plan.source.channel_display)
             work.finalize(template, name=plan.output_path.name.split(".")[0] or "image",
                           windows=_windows(plan, planes, facts))

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "comparable in a time-lapse), fixed (the card's stored mapping), or OFFSET:SCALE")
     p.add_argument("--intensity-planes", type=int, default=1, metavar="N",
                    help="with --intensity series: how many of each channel's first planes set the mapping")
+    p.add_argument("--error-map", action="store_true",
+                   help="also write each plane's local consistency error (input vs the re-degraded output, "
+                        "relative to the input's range) as a second image, OUTPUT.ome.zarr/error_map, on the SR "
+                        "image's grid; needs an OME-Zarr OUTPUT and a model card with a degradation model")
     p.add_argument("--ignore-pixel-size", action="store_true",
                    help="run even if the input pixel size is far from the model's")
     p.add_argument("--overwrite", action="store_true",
@@ -222,7 +226,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(device=args.device, tile=args.tile or None, overlap=args.overlap,
                       batch_size=args.batch_size, dtype=args.dtype, clip=args.clip,
                       intensity=args.intensity, intensity_planes=args.intensity_planes,
-                      threads=args.threads)
+                      threads=args.threads, error_map=args.error_map)
 
 
 def _no_suffix_hint(output_path: str) -> str | None:

@@ -24,6 +24,9 @@ from srscope.runtime.planes import Plane
 from srscope.runtime.progressrecord import ProgressRecord
 
 OUTPUT_DTYPES = ("float32", "uint16")
+#: Where ``srrun --error-map`` puts the local error map: a second NGFF image inside the output
+#: store, on the SR image's grid (an NGFF ``labels`` image must hold integers; this is a float map).
+ERROR_MAP_PATH = "error_map"
 
 
 class BatchError(UserError):
@@ -49,6 +52,8 @@ class RunOptions:
     #: the usable cores locally; on a dask worker, the worker's ``nthreads``, see
     #: :func:`dask_worker_threads`).
     threads: int | None = None
+    #: also store each plane's local consistency error map (:data:`ERROR_MAP_PATH`)
+    error_map: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,18 @@ def _output(task: PlaneTask) -> tuple[OmeZarrWriter, list]:
     return _cached(task.run_token, ("store", task.store_path), open_store)
 
 
+def _error_output(task: PlaneTask) -> OmeZarrWriter:
+    path = Path(task.store_path) / ERROR_MAP_PATH
+    return _cached(task.run_token, ("store", str(path)), lambda: OmeZarrWriter.open(path))
+
+
+def _error_plane(enhancer: Enhancer | None, raw: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """The plane's local error map on the output grid; NaN where it is not checked (a pass-through
+    channel, or a model without a degradation model), as an unwritten live plane reads."""
+    emap = enhancer.error_map(raw, result) if enhancer is not None else None
+    return emap if emap is not None else np.full(result.shape, np.nan, dtype=np.float32)
+
+
 def forget_cached() -> None:
     """Drop this process's handles (the run is over; its store is about to be finalised or deleted)."""
     with _cache_lock:
@@ -193,10 +210,16 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     # scored on the float output, before any dtype conversion; None when the card has no degradation model
     score = enhancer.score(raw, result) if enhancer is not None else None
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
+    info: dict = {}
+    if task.options.error_map:  # before the SR plane: a plane whose SR pixels exist has its map
+        emap = _error_plane(enhancer, raw, result)
+        _error_output(task).write_plane(plane.index, emap)
+        if np.isfinite(emap).any():
+            info["error_range"] = [float(np.nanmin(emap)), float(np.nanmax(emap))]
     writer, levels = _output(task)
     writer.write_plane(plane.index, values, levels=levels)  # with its pyramid levels
     # the stored values' range, so the viewer's contrast window covers level 0 without re-reading it
-    info = {"clipped": clipped, "range": [float(values.min()), float(values.max())]}
+    info.update({"clipped": clipped, "range": [float(values.min()), float(values.max())]})
     if mapping is not None:
         info["intensity"] = [mapping.offset, mapping.scale]
     if score is not None:
