@@ -40,7 +40,7 @@ def _model_path(work: Path) -> tuple[Path, str]:
     shipped = find_default_model()
     if shipped is not None:
         return shipped, "shipped"
-    from srscope.runtime.testing import build_test_model
+    from srscope.runtime.synthetic import build_test_model
 
     return build_test_model(work / "test-model.onnx", name="runtime-test-model"), "runtime test model"
 

@@ -46,7 +46,11 @@ from srscope.runtime import (
 from srscope.runtime.graph_cost import conv_gflop_per_megapixel
 from srscope.runtime.halo import psnr_db
 from srscope.runtime.providers import usable_cores
-from srscope.runtime.testing import build_test_model, build_unet_model, structured_image
+from srscope.runtime.synthetic import (
+    build_test_model,
+    build_unet_model,
+    structured_image,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 REPEATS = 3
@@ -60,7 +64,7 @@ DEFAULT_TILE = 512
 _MEMORY_PROBE = """
 import sys, numpy as np
 from srscope.runtime import Enhancer
-from srscope.runtime.testing import structured_image
+from srscope.runtime.synthetic import structured_image
 path, mode, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tile = None if mode in ("whole", "raw") else int(mode)
 e = Enhancer.from_file(path, device="cpu", tile=tile)
@@ -91,7 +95,7 @@ def pick_model(out_dir: Path, explicit: Path | None) -> tuple[Path, str]:
             continue
         return candidate, f"shipped: {candidate.relative_to(REPO)}"
     path = build_unet_model(out_dir / "bench-unet-w16.onnx", width=16, levels=4, scale=2)
-    return path, "built: srscope.runtime.testing.build_unet_model(width=16, levels=4, scale=2) (no shipped model)"
+    return path, "built: srscope.runtime.synthetic.build_unet_model(width=16, levels=4, scale=2) (no shipped model)"
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -247,7 +251,7 @@ def run(out_dir: Path, model: Path | None = None) -> dict:
     # wrapper's own cost from the halo geometry that dominates a paper-size U-Net.
     light_path = build_test_model(out_dir / "bench-light.onnx", channels=16)
     light, _, _ = measure(light_path, 1024, tiles=(DEFAULT_TILE,), halos=(), peak=peak, memory=False)
-    light["model"]["origin"] = "built: srscope.runtime.testing.build_test_model(channels=16)"
+    light["model"]["origin"] = "built: srscope.runtime.synthetic.build_test_model(channels=16)"
 
     default_key = f"enhancer_tiled_{DEFAULT_TILE}"
     seam_key = default_key if default_key in enhancers else "enhancer_whole"

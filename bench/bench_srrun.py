@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from srscope.runtime.io import Image, write_image
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 PLANE = 256
 PLANE_COUNTS = (16, 128)

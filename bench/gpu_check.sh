@@ -96,7 +96,7 @@ TRT_LIBS="$("$PY" -c 'import tensorrt_libs, os; print(os.path.dirname(tensorrt_l
 import sys
 import onnxruntime as ort
 from srscope.runtime import create_session
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 import tempfile, pathlib
 print(f"[gpu_check] onnxruntime {ort.__version__} from {ort.__file__}; providers {ort.get_available_providers()}", file=sys.stderr)
 path = build_test_model(pathlib.Path(tempfile.mkdtemp()) / "probe.onnx")

@@ -4,7 +4,7 @@ Run by ``bench/gpu_check.sh`` (which installs onnxruntime-gpu first); ``--dry-ru
 step on the CPU provider at tiny sizes, so the default test suite exercises this file end to end.
 
 What it measures, per model (the shipped width-8 widefield generator and a paper-width, 32 base
-channel random-weight U-Net from :func:`srscope.runtime.testing.build_unet_model`), precision and
+channel random-weight U-Net from :func:`srscope.runtime.synthetic.build_unet_model`), precision and
 provider:
 
 * that the session really runs there: :func:`srscope.runtime.create_session` refuses a silent
@@ -37,7 +37,7 @@ from srscope.runtime import Enhancer, create_session, read_card
 from srscope.runtime.card import embed_card, weights_checksum
 from srscope.runtime.halo import psnr_db
 from srscope.runtime.providers import BoundRunner, trt_engine_cache_dir
-from srscope.runtime.testing import build_unet_model, structured_image
+from srscope.runtime.synthetic import build_unet_model, structured_image
 
 REPO = Path(__file__).resolve().parent.parent
 WIDEFIELD = REPO / "models" / "widefield-10x0.4-to-20x0.75.onnx"

@@ -14,7 +14,7 @@ import pytest
 from pymmcore_plus.experimental.unicore import UniMMCore
 from srscope.acquisition.simulated import SIMULATED_CONFIG
 from srscope.runtime import Enhancer
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 FRAME = 64  # camera ROI edge in tests: small frames keep the suite fast
 

@@ -14,7 +14,7 @@ from srscope.acquisition import ChannelMappingError, ChannelModels, LiveSRHandle
 from srscope.acquisition.channels import parse_channel_spec
 from srscope.acquisition.simulated import SIMULATED_PIXEL_SIZE_UM
 from srscope.runtime import Enhancer
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 
 def test_canceled_acquisition_super_resolves_every_acquired_frame(core, enhancer, slow, tmp_path):

@@ -104,7 +104,7 @@ def _sigkill_when(proc: subprocess.Popen, ready, what: str) -> None:
 def test_fill_after_sigkill_completes_the_run(model_path, enhancer, tmp_path, capsys):
     """A real SIGKILL of a live sracquire-style session; ``sracquire fill`` finishes its SR store."""
     from srscope.acquisition.cli import main
-    from srscope.runtime.testing import build_test_model
+    from srscope.runtime.synthetic import build_test_model
 
     assert main(["fill", str(tmp_path / "nothing")]) == 2
     assert "is not an srscope SR store" in capsys.readouterr().err

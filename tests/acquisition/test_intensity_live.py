@@ -15,7 +15,7 @@ from srscope.acquisition.simulated import SIMULATED_PIXEL_SIZE_UM
 from srscope.runtime import Enhancer
 from srscope.runtime.card import IntensityRule
 from srscope.runtime.intensity import percentile_affine
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 
 def test_series_intensity_latches_per_channel_in_a_live_run(core, tmp_path):

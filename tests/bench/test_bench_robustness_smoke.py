@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from srscope.runtime.card import IntensityRule
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,7 @@ from srscope.napari import discover_models, run_to_end, sr_geometry
 from srscope.napari._widget import EnhanceWidget
 from srscope.runtime import Enhancer
 from srscope.runtime.card import IntensityRule
-from srscope.runtime.testing import build_test_model, structured_image
+from srscope.runtime.synthetic import build_test_model, structured_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "widefield-10x0.4-to-20x0.75.onnx"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 from srscope.runtime import Enhancer, create_session
 from srscope.runtime.graph_cost import activation_bytes_per_input_pixel
 from srscope.runtime.providers import BoundRunner, activation_budget_bytes
-from srscope.runtime.testing import structured_image
+from srscope.runtime.synthetic import structured_image
 from srscope.runtime.tiling import (
     TARGET_COMPUTED_FRACTION,
     TilePlan,

@@ -30,7 +30,7 @@ from srscope.runtime.card import IntensityRule, ModelCardError, read_card
 from srscope.runtime.enhancer import Enhancer
 from srscope.runtime.halo import psnr_db
 from srscope.runtime.intensity import percentile_affine
-from srscope.runtime.testing import build_test_model, structured_image
+from srscope.runtime.synthetic import build_test_model, structured_image
 
 REPO = Path(__file__).resolve().parents[2]
 PERCENTILE = IntensityRule("percentile", 1.0, 99.8)

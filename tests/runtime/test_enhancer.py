@@ -14,7 +14,7 @@ from srscope.runtime import (
     default_overlap,
     read_card,
 )
-from srscope.runtime.testing import structured_image
+from srscope.runtime.synthetic import structured_image
 
 
 def reference_whole_image(model: Path, image: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_tiled_matches_whole_image(model_x2: Path, shape: tuple[int, int]) -> No
 
 
 def test_output_denormalised_with_card_statistics(tmp_path: Path) -> None:
-    from srscope.runtime.testing import build_test_model
+    from srscope.runtime.synthetic import build_test_model
 
     raw = build_test_model(tmp_path / "raw.onnx", denormalization=(0.0, 1.0))
     counts = build_test_model(tmp_path / "counts.onnx", denormalization=(50.0, 4000.0))

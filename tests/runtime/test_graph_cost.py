@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from srscope.runtime import Enhancer, read_card
 from srscope.runtime.graph_cost import conv_gflop_per_megapixel
-from srscope.runtime.testing import (
+from srscope.runtime.synthetic import (
     build_test_model,
     build_unet_model,
     measure_receptive_field,

@@ -9,7 +9,7 @@ from srscope.runtime.halo import (
     psnr_db,
     write_calibrated_card,
 )
-from srscope.runtime.testing import build_test_model, test_model_halo
+from srscope.runtime.synthetic import build_test_model, test_model_halo
 
 
 def test_calibrated_halo_is_written_and_reproduces_whole_image_output(tmp_path):

@@ -25,7 +25,7 @@ from srscope.runtime.intensity import (
     percentile_affine,
 )
 from srscope.runtime.io import Image, read_image, write_image
-from srscope.runtime.testing import build_test_model, structured_image
+from srscope.runtime.synthetic import build_test_model, structured_image
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p for p in (REPO / "models").rglob("*.onnx") if "legacy" not in p.parts)

@@ -18,7 +18,7 @@ from srscope.runtime import (
 )
 from srscope.runtime.card import embed_card, read_card
 from srscope.runtime.providers import DEVICE_PROVIDERS, usable_cores
-from srscope.runtime.testing import build_test_model, structured_image
+from srscope.runtime.synthetic import build_test_model, structured_image
 
 
 def test_available_devices_reflect_this_onnxruntime_build() -> None:

@@ -11,7 +11,7 @@ import pytest
 from srscope.runtime import Enhancer, ModelCardError
 from srscope.runtime.card import read_card, weights_checksum
 from srscope.runtime.halo import psnr_db
-from srscope.runtime.testing import build_test_model, structured_image
+from srscope.runtime.synthetic import build_test_model, structured_image
 from srscope.training.gan import quantise
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from ome_zarr_models.v05.image import Image as NgffImage05
 from srrun_helpers import SRRUN, _run, _stack, _write_input
 from srscope.runtime import Enhancer
 from srscope.runtime.io import ImageIOError, read_image
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 
 def test_cli_multi_axis_tiff_to_ome_zarr(tmp_path: Path, model_x2: Path) -> None:

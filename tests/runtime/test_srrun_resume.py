@@ -83,7 +83,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, model_x2
 
 
 def test_rerun_with_a_different_model_refuses_to_mix_results(tmp_path: Path, model_x2: Path) -> None:
-    from srscope.runtime.testing import build_test_model
+    from srscope.runtime.synthetic import build_test_model
 
     data = np.random.default_rng(6).integers(100, 3000, (N_PLANES, 48, 48)).astype(np.uint16)
     src = write_image(tmp_path / "in.ome.zarr", Image(data, "tyx", (0.325, 0.325)))

@@ -31,7 +31,7 @@ from srscope.runtime.card import CARD_KEY, ModelCard, ModelCardError, read_card
 from srscope.runtime.cli import main
 from srscope.runtime.io import Image, ImageIOError, read_image, write_image
 from srscope.runtime.io.pyramid import level_shapes
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 
 
 def _one_error_line(err: str) -> str:

@@ -8,7 +8,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from srscope.runtime import Enhancer, TilePlan, TilingError
-from srscope.runtime.testing import build_test_model, structured_image, test_model_halo
+from srscope.runtime.synthetic import (
+    build_test_model,
+    structured_image,
+    test_model_halo,
+)
 from srscope.runtime.tiling import plan_axis
 
 

@@ -8,7 +8,7 @@ import pytest
 from scipy.ndimage import correlate, gaussian_filter
 from srscope.runtime.card import read_card
 from srscope.runtime.consistency import FEATURES, score_plane
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 from srscope.training.gan.degradation_fit import (
     SimRecipe,
     calibrate,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 from skimage.transform import rescale
-from srscope.runtime.testing import build_test_model
+from srscope.runtime.synthetic import build_test_model
 from srscope.training.cli import main
 from srscope.training.data.simulate import simulate_pair
 from srscope.training.evaluation.cli import DEFAULT_TEST_SEED

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from srscope.runtime.testing import structured_image
+from srscope.runtime.synthetic import structured_image
 from srscope.training.gan.export import _convert_fp16
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

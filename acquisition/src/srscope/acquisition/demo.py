@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = args.model or find_default_model()
     if model is None:
-        from srscope.runtime.testing import build_test_model
+        from srscope.runtime.synthetic import build_test_model
 
         model = build_test_model(args.out / "test-model.onnx", name="runtime-test-model")
         print(f"no shipped model in models/{DEFAULT_MODEL_NAME}: using the runtime's test model {model}")

@@ -49,7 +49,7 @@ Intensities
     Inputs are declared float32 (uint16 camera images are cast by the leading ``ensure_dtype``).
 
 Test tensors
-    ``srscope.runtime.testing.structured_image`` (or ``test_image``) run through srscope's own
+    ``srscope.runtime.synthetic.structured_image`` (or ``test_image``) run through srscope's own
     :class:`~srscope.runtime.enhancer.Enhancer` on the whole image, expressed in the package's
     output units, so ``bioimageio.core``'s ``test_model`` compares the package with srscope.
 """
@@ -286,7 +286,7 @@ def _default_opset(model: onnx.ModelProto) -> int:
 
 def _load_test_image(test_image: np.ndarray | str | Path | None, card: ModelCard) -> np.ndarray:
     if test_image is None:
-        from srscope.runtime.testing import structured_image
+        from srscope.runtime.synthetic import structured_image
 
         edge = _valid_size(card, DEFAULT_TEST_EDGE)
         return structured_image((edge, edge), seed=TEST_IMAGE_SEED)
@@ -371,14 +371,18 @@ def _intensity_text(card: ModelCard) -> str:
             f"trained range.")
 
 
+#: Card ``builder`` prefixes of random-weight models (the module's name before and after its rename).
+SYNTHETIC_BUILDERS = ("srscope.runtime.synthetic.", "srscope.runtime." + "testing.")
+
+
 def _training_text(card: ModelCard) -> str:
     prov = card.provenance
     source = prov.get("dataset_source") or {}
     simulator = source.get("simulator")
     if not simulator and not prov.get("dataset"):
         builder = prov.get("builder", "")
-        if "testing" in str(builder):
-            return ("Not trained: random weights from `srscope.runtime.testing` (a test generator that exercises "
+        if str(builder).startswith(SYNTHETIC_BUILDERS):
+            return ("Not trained: random weights from `srscope.runtime.synthetic` (a generator that exercises "
                     "the export and runtimes, not the science). Do not use it on data.")
         return "The model card records no training data."
     lines = [
@@ -414,7 +418,7 @@ def _validation_text(card: ModelCard, test_shape: tuple[int, int], synthetic: bo
     val = prov.get("validation") or {}
     lines = [
         f"The test input (`test_input.npy`, {test_shape[0]}×{test_shape[1]} px"
-        + (f", `srscope.runtime.testing.structured_image(seed={TEST_IMAGE_SEED})`: filaments, puncta, a gradient "
+        + (f", `srscope.runtime.synthetic.structured_image(seed={TEST_IMAGE_SEED})`: filaments, puncta, a gradient "
            "and shot noise)" if synthetic else ", supplied at export)")
         + " and test output (`test_output.npy`) were computed with srscope's own runtime "
           "(`srscope.runtime.enhancer.Enhancer`, whole image, ONNX Runtime), in this package's output units. "

@@ -24,7 +24,7 @@ import onnx
 from scipy import ndimage
 from srscope.runtime.card import ModelCard, embed_card, read_card
 from srscope.runtime.enhancer import Enhancer, default_overlap
-from srscope.runtime.testing import structured_image
+from srscope.runtime.synthetic import structured_image
 from srscope.runtime.tiling import round_up
 
 DEFAULT_TARGET_PSNR_DB = 60.0
@@ -44,7 +44,7 @@ class HaloCalibration:
     def as_provenance(self) -> dict[str, object]:
         return {"target_psnr_db": self.target_psnr_db, "receptive_field_px": self.receptive_field_px,
                 "psnr_db_by_halo": {str(k): round(v, 2) for k, v in self.psnr_db_by_halo.items()},
-                "images": "srscope.runtime.testing.structured_image, sharp and Gaussian-smoothed (sigma 4 px), mapped onto the card's input range; worst PSNR of the two"}
+                "images": "srscope.runtime.synthetic.structured_image, sharp and Gaussian-smoothed (sigma 4 px), mapped onto the card's input range; worst PSNR of the two"}
 
 
 def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:

@@ -1,8 +1,11 @@
-"""Small, real ONNX generators with valid cards, built with ``onnx.helper`` (no torch, no training).
+"""Synthetic images and small random-weight ONNX generators with valid cards (``onnx.helper``; no torch).
 
-Tests across srscope (runtime, srrun, acquisition) and the benchmark need a model that behaves like
-an exported generator — same graph contract, same card, genuine ONNX Runtime execution — without
-shipping weights or waiting for training. The graph here follows the contract exactly::
+Not only for tests: production code uses it. Halo calibration (:mod:`srscope.runtime.halo`) and the
+BioImage Model Zoo package's test tensor (:mod:`srscope.runtime.bmz`) run on :func:`structured_image`,
+and ``sracquire``'s demo falls back to :func:`build_test_model` when no model is shipped. Tests and
+benchmarks across srscope need a model that behaves like an exported generator — same graph
+contract, same card, genuine ONNX Runtime execution — without shipping weights or waiting for
+training. The graph here follows the contract exactly::
 
     lr [N,1,H,W] → bilinear Resize ×s → conv → LeakyReLU ─┬─────────────────────┐
                                                            └→ 2×2 avg-pool → conv → LeakyReLU → nearest ×2 ─┤+
@@ -101,7 +104,7 @@ def _graph(scale: int, channels: int, seed: int, precision: str) -> onnx.ModelPr
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="srscope.runtime.testing")
+                              producer_name="srscope.runtime.synthetic")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
@@ -148,7 +151,7 @@ def build_test_model(path: str | Path, *, scale: int = 2, name: str = "test-mode
         precision=precision,
         description="Random-weight test generator (not trained): exercises the runtime, not the science.",
         provenance=provenance if provenance is not None else
-        {"builder": "srscope.runtime.testing.build_test_model", "seed": seed, "channels": channels},
+        {"builder": "srscope.runtime.synthetic.build_test_model", "seed": seed, "channels": channels},
         intensity=intensity or IntensityRule(),
     )
     embed_card(model, card)
@@ -241,7 +244,7 @@ def build_unet_model(path: str | Path, *, scale: int = 2, width: int = 32, level
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="srscope.runtime.testing")
+                              producer_name="srscope.runtime.synthetic")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     multiple = max(1, 2 ** levels // math.gcd(2 ** levels, scale))
@@ -253,7 +256,7 @@ def build_unet_model(path: str | Path, *, scale: int = 2, width: int = 32, level
         denormalization=AffineIntensity(*normalization), halo_px=halo, size_multiple=multiple,
         weights_sha256=weights_checksum(model), emission_wavelength_nm=530.0,
         description="Random-weight U-Net with the paper generator's shape, for benchmarks only.",
-        provenance={"builder": "srscope.runtime.testing.build_unet_model", "seed": seed, "width": width,
+        provenance={"builder": "srscope.runtime.synthetic.build_unet_model", "seed": seed, "width": width,
                     "levels": levels},
     )
     embed_card(model, card)
