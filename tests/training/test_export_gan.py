@@ -1,5 +1,7 @@
 """Export: ONNX graph contract, model card, parity with PyTorch, fp16 variant, halo correctness."""
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -130,7 +132,7 @@ def test_in_graph_resize_equals_the_data_pipelines_lr_to_hr_resampling():
 def test_markdown_card_states_the_training_recipe_of_a_transfer_run(run_dir, tmp_path):
     """The human-readable card says how the shipped weights were made: transfer from a parent,
     λ/ν calibrated on the starting generator, the learning-rate decay and the weight average."""
-    from srscope.training.gan.shipped import card_markdown
+    from srscope.training.evaluation.modelcard import card_markdown
 
     torch.set_num_threads(1)
     toy = load_checkpoint(run_dir)["config"]["dataset"]
@@ -149,18 +151,23 @@ def test_markdown_card_states_the_training_recipe_of_a_transfer_run(run_dir, tmp
     assert "| this model | 21.00 | 0.600 |" in text and text.rstrip().endswith("lineage")
 
 
-def test_heldout_scores_take_several_structures_in_turn(run_dir, tmp_path):
-    """A mixed-structure model's card scores each test seed on the structure its dataset gave it."""
-    from srscope.training.gan.shipped import card_markdown, heldout_scores
-
+def test_heldout_scores_take_several_structures_in_turn(run_dir, tmp_path, capsys):
+    """A mixed-structure model's card scores each test seed on the structure its dataset gave it;
+    ``srtrain card`` writes MODEL.md and MODEL.metrics.json beside the file."""
     model = export_checkpoint(run_dir, tmp_path / "mixed.onnx").path
-    scores = heldout_scores(model, "widefield", "filaments,nuclei", [5, 6, 7], 64)
+    args = ["card", str(model), "--modality", "widefield", "--seeds", "5", "6", "7", "--fov", "64"]
+    assert srtrain([*args, "--structure", "filaments,nuclei", "--note", "lineage"]) == 0
+    scores = json.loads(model.with_suffix(".metrics.json").read_text())
     assert [p["structure"] for p in scores["per_image"]] == ["filaments", "nuclei", "filaments"]
     assert scores["structures"] == ["filaments", "nuclei"]
     assert np.isfinite(scores["network_psnr_mean"]) and np.isfinite(scores["bilinear_psnr_mean"])
-    assert "seeds [5, 6, 7] (filaments, nuclei in turn; 64² HR px" in card_markdown(model, scores)
-    with pytest.raises(ValueError, match="distinct names"):
-        heldout_scores(model, "widefield", "filaments,filaments", [5], 64)
+    card = model.with_suffix(".md").read_text()
+    assert "seeds [5, 6, 7] (filaments, nuclei in turn; 64² HR px" in card and card.rstrip().endswith("lineage")
+    assert f"| this model | {scores['network_psnr_mean']:.2f} |" in card
+    capsys.readouterr()
+    assert srtrain([*args, "--structure", "filaments,filaments"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("srtrain card: ") and "distinct names" in err and len(err.strip().splitlines()) == 1
 
 
 def test_runtime_border_padding_stays_a_mirror_on_the_field_edge_through_the_in_graph_resize():
@@ -185,9 +192,8 @@ def test_checkpoint_probe_scores_what_the_exported_model_scores_through_the_runt
     file run by the runtime Enhancer with the same border margin, scored by the evaluation metrics."""
     from srscope.runtime.enhancer import Enhancer
     from srscope.training.evaluation.metrics import score_image
+    from srscope.training.evaluation.probe import score_checkpoints
     from srscope.training.evaluation.testset import simulated_pairs
-    from srscope.training.gan.probe import main as probe_main
-    from srscope.training.gan.probe import score_checkpoints
 
     torch.set_num_threads(1)
     pairs = list(simulated_pairs("widefield", "mitochondria", 2, seed=500000, hr_shape=(96, 96)))
@@ -197,6 +203,7 @@ def test_checkpoint_probe_scores_what_the_exported_model_scores_through_the_runt
     np.testing.assert_allclose(probe.per_image_psnr, runtime_psnr, atol=1e-3)
     assert probe.iteration == load_checkpoint(run_dir)["iteration"]
 
-    assert probe_main([str(run_dir), "-n", "1", "--hr-size", "64"]) == 0
+    assert srtrain(["probe", str(run_dir), "-n", "1", "--hr-size", "64"]) == 0
     assert "PSNR" in capsys.readouterr().out
-    assert probe_main([str(run_dir.parent / "missing")]) == 2
+    assert srtrain(["probe", str(run_dir.parent / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("srtrain probe: ")

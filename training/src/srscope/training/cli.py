@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("srscope.training.gan.train_cli", "train the GAN (or the CNN-only ablation)"),
     "export": ("srscope.training.gan.export_cli", "export a checkpoint to a self-describing ONNX model"),
     "evaluate": ("srscope.training.evaluation.cli", "compare the model with baselines and write a report"),
+    "card": ("srscope.training.evaluation.modelcard",
+             "score an exported model on held-out simulated fields and write its MODEL.md card"),
+    "probe": ("srscope.training.evaluation.probe", "score training checkpoints on simulated fields without exporting"),
     "calibrate-consistency": ("srscope.training.gan.calibrate_cli", "fit a model card's consistency check"),
 }
 

@@ -250,8 +250,8 @@ def heldout_seeds(card: ModelCard) -> tuple[list[int], int]:
 def quality_gate(fp32: Path, int8: Path, card: ModelCard, heldout: int | None = None) -> GateReport:
     """Held-out comparison: int8 vs fp32 outputs, and both against ground truth (PSNR/SSIM)."""
     from srscope.training.data.simulate import simulate_pair
+    from srscope.training.evaluation.modelcard import heldout_scores
 
-    from .shipped import heldout_scores
     from .simdataset import parse_structures, structure_of_field
 
     source = _source(card)

@@ -1,4 +1,4 @@
-"""Score training checkpoints on simulated fields of an unseen structure, without exporting them.
+"""``srtrain probe CHECKPOINT...``: score training checkpoints on simulated fields, without exporting them.
 
 Why: following a run on a development set (seeds the final report will not use) by exporting each
 checkpoint and running ``srtrain evaluate`` costs ~10 min a time; this scores the checkpoint's
@@ -7,8 +7,7 @@ runtime's border context (mirror-padded about the field's edge) and the evaluati
 (PSNR/SSIM after an affine intensity fit), so the numbers match the exported model's run through
 the runtime with the same margin (tested). docs/evaluation.md names it for its development set.
 
-    python -m srscope.training.gan.probe runs/a/best.pt runs/b/best.pt --structure mitochondria \\
-        --seed 500000 -n 8
+    srtrain probe runs/a/best.pt runs/b/best.pt --structure mitochondria --seed 500000 -n 8
 """
 
 from __future__ import annotations
@@ -52,9 +51,8 @@ def score_checkpoints(checkpoints: list[str | Path], pairs: list, *, margin: int
     from srscope.runtime.card import AffineIntensity
     from srscope.runtime.intensity import percentile_affine
     from srscope.training.evaluation.metrics import score_image
-
-    from .checkpoint import load_checkpoint
-    from .export import checkpoint_graph
+    from srscope.training.gan.checkpoint import load_checkpoint
+    from srscope.training.gan.export import checkpoint_graph
 
     scores = []
     for path in checkpoints:
@@ -80,8 +78,7 @@ def score_checkpoints(checkpoints: list[str | Path], pairs: list, *, margin: int
     return scores
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m srscope.training.gan.probe", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoint files (best.pt, last.pt) or run directories")
     p.add_argument("--modality", default="widefield")
     p.add_argument("--structure", default="mitochondria")
@@ -89,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=8, help="number of fields")
     p.add_argument("--hr-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
     from srscope.training.evaluation.testset import simulated_pairs
 
     torch.set_num_threads(a.threads)
@@ -98,10 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         for score in score_checkpoints(a.checkpoints, pairs):
             print(score.format(), flush=True)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"probe: {exc}", file=sys.stderr)
+        print(f"srtrain probe: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,7 @@
-"""Held-out evaluation of an exported model and its human-readable card (``MODEL.md``).
+"""``srtrain card MODEL.onnx``: held-out evaluation of an exported model and its human-readable card.
+
+Writes ``MODEL.md`` (the card users read beside the file) and ``MODEL.metrics.json`` (the scores
+it quotes), so the numbers in a shipped card can always be regenerated from the file itself.
 
 Runs the ``.onnx`` file exactly as users will (runtime :class:`Enhancer`, ONNX Runtime, tiled) on
 fields of view simulated with seeds no training/validation patch came from, and scores it against
@@ -7,7 +10,7 @@ intensity fit, so neither wins by its intensity scale). For bead models it also 
 FWHMs at the STED image's isolated spots in the input, the output and the STED image, as in the
 paper's Figs. 4–5.
 
-    python -m srscope.training.gan.shipped models/X.onnx --modality widefield --structure filaments \
+    srtrain card models/X.onnx --modality widefield --structure filaments \
         --seeds 200000 200001 --fov 256 --note "..."
 
 ``--structure`` may list several structures, comma-separated: seed ``k`` of ``--seeds`` then
@@ -32,8 +35,7 @@ def heldout_scores(model: Path, modality: str, structure: str, seeds: list[int],
     from srscope.training.evaluation.baselines import bilinear_upsample
     from srscope.training.evaluation.fwhm import measure_fwhm
     from srscope.training.evaluation.metrics import score_image
-
-    from .simdataset import parse_structures, structure_of_field
+    from srscope.training.gan.simdataset import parse_structures, structure_of_field
 
     structures = parse_structures(structure)
     enhancer = Enhancer.from_file(model, device="cpu")
@@ -172,22 +174,27 @@ def card_markdown(model: Path, scores: dict[str, Any], *, note: str = "") -> str
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m srscope.training.gan.shipped", description=__doc__.splitlines()[0])
-    p.add_argument("model", type=Path)
-    p.add_argument("--modality", required=True)
-    p.add_argument("--structure", required=True)
-    p.add_argument("--seeds", type=int, nargs="+", required=True)
-    p.add_argument("--fov", type=int, default=512)
-    p.add_argument("--fwhm", action="store_true")
-    p.add_argument("--note", default="")
-    a = p.parse_args(argv)
-    scores = heldout_scores(a.model, a.modality, a.structure, a.seeds, a.fov, a.fwhm)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="exported .onnx model; MODEL.md and MODEL.metrics.json go beside it")
+    p.add_argument("--modality", required=True, help="simulator modality of the held-out fields")
+    p.add_argument("--structure", required=True, help="structure(s), comma-separated: seed k shows the k-th in turn")
+    p.add_argument("--seeds", type=int, nargs="+", required=True,
+                   help="simulator seeds no training or validation patch came from")
+    p.add_argument("--fov", type=int, default=512, help="field of view in HR pixels (default 512)")
+    p.add_argument("--fwhm", action="store_true", help="also measure PSF FWHMs at isolated beads")
+    p.add_argument("--note", default="", help="text for the card's Notes section")
+
+
+def run(a: argparse.Namespace) -> int:
+    from srscope.runtime.card import ModelCardError
+
+    try:
+        scores = heldout_scores(a.model, a.modality, a.structure, a.seeds, a.fov, a.fwhm)
+        text = card_markdown(a.model, scores, note=a.note)
+    except (FileNotFoundError, ValueError, ModelCardError) as exc:
+        print(f"srtrain card: {exc}", file=sys.stderr)
+        return 2
     a.model.with_suffix(".metrics.json").write_text(json.dumps(scores, indent=2))
-    a.model.with_suffix(".md").write_text(card_markdown(a.model, scores, note=a.note))
+    a.model.with_suffix(".md").write_text(text)
     print(json.dumps({k: v for k, v in scores.items() if k != "per_image"}, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
