@@ -15,6 +15,13 @@ Backpressure when inference is slower than the camera:
     The callback never waits: a full queue evicts its oldest frame, which is counted, its
     (position, t, c, z) recorded in the summary and store metadata, and left as a NaN plane.
 
+Every SR frame whose model's card carries a degradation model is scored by the runtime's
+consistency check (:func:`srscope.runtime.consistency.score_plane`: is the SR plane, degraded
+back, still the frame it came from, and is the frame like those the model was calibrated on?).
+The scores are in the run summary per frame; the flagged frames' (position, t, c, z) go into the
+SR store's metadata as they are written, so a person watching the run (or reading a crashed
+run's store) sees which frames not to trust. The first flagged frame is also a warning.
+
 Raw frames are never touched: the hook copies the frame before queueing and the microscope
 software stores the original. A model or writer failure is logged once with context, disables
 that model (or the writer) for the rest of the run and counts the affected frames as failed;
@@ -35,6 +42,7 @@ import numpy as np
 from srscope.acquisition.channels import ChannelModels, SupportsEnhance
 from srscope.acquisition.summary import RunSummary
 from srscope.acquisition.writer import PositionGeometry, SRStoreWriter
+from srscope.runtime.consistency import PlaneScore, score_plane
 from srscope.runtime.pixelsize import check_pixel_size
 from tqdm import tqdm
 
@@ -65,6 +73,11 @@ class LiveFrame:
     stage_um: tuple[float, float, float] | None = None
     pixel_size_um: float | None = None
     position_name: str | None = None
+
+
+def describe_key(key: FrameKey) -> str:
+    """``"position 0 t=3 FITC z=1"``: a frame as a person names it."""
+    return f"position {key.position} t={key.t} {key.channel or 'sr'} z={key.z}"
 
 
 class _FrameQueue:
@@ -168,6 +181,8 @@ class LivePipeline:
         self._inference_s = 0.0
         self._inferred = 0
         self._write_s = 0.0
+        self._score_s = 0.0
+        self._scored = 0
         self._callbacks: list[float] = []
         self._t_first: float | None = None
         self._t_last_out: float | None = None
@@ -269,6 +284,8 @@ class LivePipeline:
                 s.inference_ms_per_frame = 1e3 * self._inference_s / self._inferred
             if s.frames_super_resolved:
                 s.write_ms_per_frame = 1e3 * self._write_s / s.frames_super_resolved
+            if self._scored:
+                s.consistency_ms_per_frame = 1e3 * self._score_s / self._scored
             s.intensity = self.models.intensity_mappings()
             if self._t_first is not None:
                 end = self._t_last_out if self._t_last_out is not None else time.perf_counter()
@@ -334,9 +351,50 @@ class LivePipeline:
                 self._fail(frames)
                 continue
             for frame, plane in zip(frames, outputs):
-                self._write(frame, plane, model)
+                self._write(frame, plane, model, self._score(frame, plane, model))
 
-    def _write(self, frame: LiveFrame, plane: np.ndarray, model: SupportsEnhance) -> None:
+    def _score(self, frame: LiveFrame, plane: np.ndarray, model: SupportsEnhance) -> PlaneScore | None:
+        """The frame's consistency score, ``None`` when its model's card has no degradation model
+        (or the frame cannot be scored: warned once, the SR plane is still written)."""
+        degradation = getattr(model.card, "degradation", None)
+        if degradation is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            score = score_plane(frame.data, plane, degradation)
+        except Exception as exc:  # noqa: BLE001 - a check must never cost the SR plane itself
+            self._warn_once(f"score-{id(model)}", f"consistency check failed on frame {describe_key(frame.key)}: "
+                            f"{exc}; such frames are written unchecked")
+            return None
+        with self._lock:
+            self._score_s += time.perf_counter() - t0
+            self._scored += 1
+        return score
+
+    def _record_score(self, key: FrameKey, score: PlaneScore, model: SupportsEnhance) -> None:
+        where = {"position": key.position, "t": key.t, "channel": key.channel or "sr", "z": key.z}
+        with self._lock:
+            self._summary.frames_checked += 1
+            self._summary.frame_scores.append({
+                **where, "rsp": score.rsp, "rse": score.rse, "error_fraction": score.error_fraction,
+                "flagged": score.flagged, "reasons": list(score.reasons)})
+            if score.flagged:
+                self._summary.frames_flagged += 1
+                self._summary.flagged_frames.append({**where, "c": self.writer.channel_index(where["channel"]),
+                                                     "reasons": list(score.reasons)})
+        if score.flagged:
+            self._warn_once("consistency-flagged",
+                            f"frame {describe_key(key)} flagged by the consistency check ({', '.join(score.reasons)}): "
+                            f"outside what model {model.card.name!r} was calibrated on; flagged frames are listed "
+                            "in the run summary and the SR store's srscope.consistency")
+        try:
+            self.writer.record_score(key.position, key.t, where["channel"], key.z, flagged=score.flagged,
+                                     reasons=score.reasons)
+        except Exception as exc:  # noqa: BLE001 - isolate the acquisition from SR failures
+            self._warn_once("record-score", f"could not record consistency scores in {self.writer.path}: {exc!r}")
+
+    def _write(self, frame: LiveFrame, plane: np.ndarray, model: SupportsEnhance,
+               score: PlaneScore | None = None) -> None:
         if self._writer_failed:
             self._fail([frame])
             return
@@ -357,6 +415,8 @@ class LivePipeline:
             self._summary.frames_super_resolved += 1
             self._latencies.append(done - frame.t_in)
             self._t_last_out = done
+        if score is not None:
+            self._record_score(key, score, model)
 
     def _fail(self, frames: Sequence[LiveFrame]) -> None:
         with self._lock:

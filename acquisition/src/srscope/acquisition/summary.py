@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+#: Flagged frames listed by :meth:`RunSummary.format` before "and N more".
+FLAGGED_SHOWN = 5
+
 
 def _percentile_ms(values_s: list[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values_s) * 1e3, q)) if values_s else None
@@ -52,6 +55,16 @@ class RunSummary:
     failed_frames: list[dict[str, Any]] = field(default_factory=list)
     #: per channel, the ``series`` intensity mapping latched on its first frame (see srscope.runtime.intensity)
     intensity: dict[str, Any] = field(default_factory=dict)
+    #: frames whose SR plane was scored by the consistency check (their model's card carries a
+    #: degradation model, see srscope.runtime.consistency), and how many of them were flagged
+    frames_checked: int = 0
+    frames_flagged: int = 0
+    #: per checked frame, in the order written: position, t, channel, z, rsp, rse, error_fraction,
+    #: flagged, reasons
+    frame_scores: list[dict[str, Any]] = field(default_factory=list)
+    #: the flagged frames' (position, t, c, channel, z) and reasons, also in the store's metadata
+    flagged_frames: list[dict[str, Any]] = field(default_factory=list)
+    consistency_ms_per_frame: float | None = None
 
     @property
     def sr_frames_per_s(self) -> float | None:
@@ -98,6 +111,16 @@ class RunSummary:
         if self.inference_ms_per_frame is not None:
             lines.append(f"  SR worker per frame:    inference {ms(self.inference_ms_per_frame)},"
                          f" OME-Zarr write {ms(self.write_ms_per_frame)}")
+        if self.frames_checked:
+            lines.append(f"  consistency check:      {self.frames_flagged} of {self.frames_checked} frames flagged"
+                         + (" (outside what the model was calibrated on)" if self.frames_flagged else "")
+                         + (f", {ms(self.consistency_ms_per_frame)} per frame"
+                            if self.consistency_ms_per_frame is not None else ""))
+            for frame in self.flagged_frames[:FLAGGED_SHOWN]:
+                lines.append(f"    flagged: position {frame['position']} t={frame['t']} {frame['channel']} "
+                             f"z={frame['z']} ({', '.join(frame['reasons'])})")
+            if self.frames_flagged > FLAGGED_SHOWN:
+                lines.append(f"    ... and {self.frames_flagged - FLAGGED_SHOWN} more (in the store's srscope.consistency)")
         if self.blocked_s > 0:
             lines.append(f"  acquisition blocked by a full queue for {self.blocked_s:.3f} s in total")
         lines += [f"  error: {e}" for e in self.errors]

@@ -20,6 +20,10 @@ Why planes by index rather than a sequential writer: frames skipped by the ``dro
 frames whose model failed and channels without a model simply leave NaN (never written) planes
 instead of shifting every later frame. SR planes are float32 counts (the runtime's quantitative
 output, which may dip slightly below the camera offset); NaN marks "no SR plane here".
+
+The root's ``srscope.consistency`` lists the frames the consistency check flagged (position, t,
+c, z and why), kept current while the run goes on (:meth:`SRStoreWriter.record_score`), so a
+crashed run's store still says which of its planes not to trust.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import datetime as _dt
 import json
 import math
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +54,9 @@ _COLORS = {"DAPI": "0000FF", "FITC": "00FF00", "GFP": "00FF00", "TxRed": "FF0000
            "Cy5": "FF00FF", "mCherry": "FF0000"}
 #: Contrast window shown for a channel before any of its planes has been written.
 _EMPTY_WINDOW = (0.0, 4000.0)
+#: The flagged-frame list in the root's metadata is rewritten at most this often (and at close):
+#: a run where every frame is flagged must not rewrite a growing ``zarr.json`` at every frame.
+CONSISTENCY_FLUSH_S = 1.0
 
 
 class SRStoreError(RuntimeError):
@@ -117,6 +125,10 @@ class SRStoreWriter:
         self._hints = {"t": 1, "z": 1, **{k: max(1, int(v)) for k, v in (size_hints or {}).items()}}
         self._positions: dict[int, _Position] = {}
         self._closed = False
+        self._checked = 0
+        self._flagged: list[dict[str, Any]] = []
+        self._consistency_dirty = False
+        self._consistency_flushed = -math.inf
         self._srscope: dict[str, Any] = {
             "status": ACQUIRING,
             "started": _now(),
@@ -193,6 +205,32 @@ class SRStoreWriter:
             pos.planes_written += 1
             pos.extent = [max(pos.extent[0], t + 1), max(pos.extent[1], z + 1)]
 
+    def record_score(self, position: int, t: int, channel: str, z: int, *, flagged: bool,
+                     reasons: Sequence[str] = ()) -> None:
+        """Count one scored SR frame; a flagged one joins the root's ``srscope.consistency`` list.
+
+        The root is rewritten at once for the first flagged frame, then at most every
+        :data:`CONSISTENCY_FLUSH_S` seconds while frames keep coming, and at :meth:`close`.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._checked += 1
+            if flagged:
+                self._flagged.append({"position": int(position), "t": int(t), "c": self.channel_index(channel),
+                                      "channel": channel, "z": int(z), "reasons": list(reasons)})
+                self._consistency_dirty = True
+            first = flagged and len(self._flagged) == 1
+            if self._consistency_dirty and (first or time.monotonic() - self._consistency_flushed >= CONSISTENCY_FLUSH_S):
+                self._flush_consistency()
+
+    def _flush_consistency(self) -> None:
+        self._srscope["consistency"] = {"frames_checked": self._checked, "frames_flagged": len(self._flagged),
+                                        "flagged": list(self._flagged)}
+        self._root.update_state(self._srscope)
+        self._consistency_dirty = False
+        self._consistency_flushed = time.monotonic()
+
     def update_run(self, **fields: Any) -> None:
         """Merge ``fields`` into the root ``srscope`` attributes (run summary, status ...)."""
         with self._lock:
@@ -218,6 +256,9 @@ class SRStoreWriter:
                                    status=status, require_all=False)
             self._describe()
             self._srscope.update(_json_safe(fields))
+            if self._checked:
+                self._srscope["consistency"] = {"frames_checked": self._checked,
+                                                "frames_flagged": len(self._flagged), "flagged": list(self._flagged)}
             self._srscope.update(status=status, finished=_now(),
                                  planes_written={str(k): p.planes_written for k, p in self._positions.items()})
             self._root.update_state(self._srscope)
