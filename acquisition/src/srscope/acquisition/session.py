@@ -52,6 +52,22 @@ def raw_store_for(sr_store: Path) -> Path:
     return sr_store.with_name(f"{stem}.raw.ome.zarr")
 
 
+def raw_dimension_overrides(sequence: useq.MDASequence) -> dict[str, dict[str, object]] | None:
+    """Overrides for pymmcore-plus's ome-writers raw sink: a positive time scale when the sequence has none.
+
+    ome-writers takes the raw store's time scale from the sequence's interval, so an "as fast as
+    possible" sequence (interval 0) gets time scale 0: NGFF requires scales to be positive and
+    napari refuses such a layer ("scale values of 0"), so the raw store would not open. The
+    runtime's stores write an unknown or zero step as 1 without a unit; the raw store gets the same,
+    so raw and SR time axes line up in a viewer. The frames' real times stay in ome-writers'
+    frame metadata (``delta_t``). Pass the result as ``core.mda.run(..., dimension_overrides=...)``.
+    """
+    interval = getattr(sequence.time_plan, "interval", None) if sequence.time_plan is not None else None
+    if interval is None or interval.total_seconds() > 0:
+        return None
+    return {"t": {"scale": 1.0, "unit": None}}
+
+
 def load_sequence(path: str | Path) -> useq.MDASequence:
     path = Path(path)
     if not path.is_file():
@@ -124,7 +140,8 @@ def run_session(config: str | Path, sequence: useq.MDASequence, models: ChannelM
         core.mda.events.frameReady.connect(tick)
         try:
             with handler.bounded(core):
-                core.mda.run(sequence, output=[str(raw_path), handler], overwrite=overwrite)
+                core.mda.run(sequence, output=[str(raw_path), handler], overwrite=overwrite,
+                             dimension_overrides=raw_dimension_overrides(sequence))
         finally:
             core.mda.events.frameReady.disconnect(tick)
             bar.close()
