@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from srscope.runtime.card import AffineIntensity, ModelCard, read_card
+from srscope.runtime.channelmap import ModelSpec, channel_models
 from srscope.runtime.intensity import SeriesIntensity, intensity_policy, parse_intensity
 from srscope.runtime.io import Image, image_format, read_image
 from srscope.runtime.io.faults import fault_point
@@ -54,13 +55,7 @@ from srscope.runtime.io.store import (
 )
 from srscope.runtime.io.tiff import refuse_guessed_layout, tiff_job_metadata, write_tiff
 from srscope.runtime.pixelsize import check_pixel_size
-from srscope.runtime.planes import (
-    ModelSpec,
-    Plane,
-    channel_models,
-    count_planes,
-    iter_planes,
-)
+from srscope.runtime.planes import Plane, count_planes, iter_planes
 from srscope.runtime.planework import (
     ERROR_MAP_PATH,
     OUTPUT_DTYPES,

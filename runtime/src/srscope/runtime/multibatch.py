@@ -36,9 +36,9 @@ from srscope.runtime.batch import (
     run_job,
 )
 from srscope.runtime.card import read_card
+from srscope.runtime.channelmap import ModelSpec
 from srscope.runtime.errors import user_os_error
 from srscope.runtime.intensity import parse_intensity
-from srscope.runtime.planes import ModelSpec
 from srscope.runtime.planework import BatchError, RunOptions
 from srscope.runtime.scorereport import ConsistencyReport
 from tqdm.auto import tqdm
