@@ -292,3 +292,51 @@ def test_plugin_loads_neither_torch_nor_training():
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"srscope.napari loaded: {result.stdout.strip()}"
+
+
+@needs_display
+def test_consistency_error_layer_and_flag_with_a_degradation_model(make_napari_viewer, qtbot, tmp_path):
+    """The shipped widefield card carries a degradation model: the run adds the error map as a
+    second layer on the SR layer's grid and names the flagged planes; plane 1 is pure noise."""
+    path = shipped_or_skip()
+    card = Enhancer.from_file(path).card
+    assert card.degradation is not None
+    viewer = make_napari_viewer(show=False)
+    stack = np.stack([structured_image((64, 64), seed=2), np.random.default_rng(3).poisson(400, (64, 64))])
+    stack = stack.astype(np.uint16)
+    viewer.add_image(stack, name="raw", scale=(1.0, *SCALE), translate=(0.0, *TRANSLATE), units=("um",) * 3)
+    widget = open_widget(viewer, tmp_path)
+    widget.select_model(path)
+    widget.select_layer("raw")
+    widget.intensity_box.setCurrentText("auto")
+    run_and_wait(qtbot, widget)
+
+    sr = viewer.layers[f"raw SR ({card.name})"]
+    error = viewer.layers["raw consistency error"]
+    assert error.data.shape == sr.data.shape and error.data.dtype == np.float32
+    np.testing.assert_allclose(error.scale, sr.scale)
+    np.testing.assert_allclose(error.translate, sr.translate)
+    assert tuple(str(u) for u in error.units) == tuple(str(u) for u in sr.units)
+    enhancer = Enhancer.from_file(path, intensity="auto")
+    scores = [enhancer.score(stack[k], sr.data[k]) for k in range(2)]
+    for k in range(2):  # the map and score of each plane, recomputed from the layers' own data
+        np.testing.assert_allclose(error.data[k], enhancer.error_map(stack[k], sr.data[k]), rtol=1e-5, atol=1e-7)
+    assert sr.metadata["srscope"]["consistency"] == [s.as_dict() for s in scores]
+    assert scores[1].flagged  # pure noise
+    flagged = [k for k, s in enumerate(scores) if s.flagged]
+    assert error.metadata["srscope"]["flagged_planes"] == flagged
+    status = widget.status_label.text()
+    assert f"Warning: {len(flagged)} of 2 planes flagged by the consistency check" in status
+    assert f"plane (1) ({', '.join(scores[1].reasons)})" in status and "'raw consistency error'" in status
+
+
+@needs_display
+def test_cards_without_a_degradation_model_add_no_error_layer(make_napari_viewer, qtbot, tmp_path, percentile_model):
+    viewer = make_napari_viewer(show=False)
+    viewer.add_image(structured_image((40, 48), seed=1), name="raw")
+    widget = open_widget(viewer, tmp_path)
+    widget.select_model(percentile_model)
+    run_and_wait(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["raw", "raw SR (test-pct)"]
+    assert "consistency" not in viewer.layers["raw SR (test-pct)"].metadata["srscope"]
+    assert "onsistency" not in widget.status_label.text()

@@ -3,7 +3,9 @@
 The dock widget (``Plugins → Super-resolution (srscope)``, :class:`srscope.napari._widget.EnhanceWidget`)
 picks a model and shows its card, an intensity policy and an image layer, runs every 2D plane in a
 worker thread with a tile progress bar and Cancel, and adds ``"<input> SR (<model>)"`` with the
-geometry of :mod:`srscope.napari.layers`. The pieces below are Qt-free, so scripts can reuse them::
+geometry of :mod:`srscope.napari.layers`; when the card carries a degradation model also
+``"<input> consistency error"`` (the local error map on the same grid) and the consistency
+check's verdict in the status line. The pieces below are Qt-free, so scripts can reuse them::
 
     from srscope.runtime import Enhancer
     from srscope.napari import run_to_end, sr_geometry
@@ -23,6 +25,8 @@ from srscope.napari.engine import (
 )
 from srscope.napari.layers import (
     LayerSnapshot,
+    consistency_record,
+    error_layer_name,
     extra_layers,
     output_layer,
     output_name,
@@ -44,9 +48,11 @@ __all__ = [
     "Progress",
     "card_summary",
     "card_text",
+    "consistency_record",
     "default_model_dirs",
     "discover_models",
     "enhance_planes",
+    "error_layer_name",
     "extra_layers",
     "output_layer",
     "output_name",

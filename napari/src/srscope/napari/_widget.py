@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from napari.layers import Image, Layer
 from napari.qt.threading import thread_worker
 from qtpy.QtCore import Qt
@@ -36,6 +37,8 @@ from qtpy.QtWidgets import (
 from srscope.napari.engine import EnhanceResult, Progress, enhance_planes, tiles_total
 from srscope.napari.layers import (
     LayerSnapshot,
+    consistency_record,
+    error_layer_name,
     extra_layers,
     output_layer,
     pixel_size_note,
@@ -53,6 +56,36 @@ CHOOSE_FILE = "Choose a file…"
 
 #: ``make_enhancer(path, tile, intensity) -> Enhancer``: the widget's one seam to the runtime.
 EnhancerFactory = Callable[[Path, int | None, str], Enhancer]
+
+
+#: Flagged planes the status line names before "and N more".
+FLAGGED_SHOWN = 3
+
+
+def _plane_name(number: int, lead: tuple[int, ...]) -> str:
+    """``"plane (2, 0)"``: a plane's index along the leading axes, as napari's sliders count."""
+    if not lead:
+        return "the image"
+    return f"plane ({', '.join(str(int(i)) for i in np.unravel_index(number, lead))})"
+
+
+def consistency_note(layer_name: str, result: EnhanceResult) -> str:
+    """The consistency check's verdict for the status line ("" when the card cannot check).
+
+    A flag means the input or the output left what the model was calibrated on (another sample,
+    camera, defocus, saturation, noise): the SR planes named there should not be trusted as is.
+    """
+    if not result.scores:
+        return ""
+    flagged, n = result.flagged, len(result.scores)
+    if not flagged:
+        return f"\nConsistency check: no plane flagged ({n} checked); error map in '{error_layer_name(layer_name)}'."
+    lead = result.data.shape[:-2]
+    named = [f"{_plane_name(k, lead)} ({', '.join(result.scores[k].reasons)})" for k in flagged[:FLAGGED_SHOWN]]
+    more = f", and {len(flagged) - FLAGGED_SHOWN} more" if len(flagged) > FLAGGED_SHOWN else ""
+    return (f"\nWarning: {len(flagged)} of {n} plane{'s' if n != 1 else ''} flagged by the consistency check "
+            f"(outside what the model was calibrated on): {'; '.join(named)}{more}. "
+            f"Error map: '{error_layer_name(layer_name)}'.")
 
 
 class RunFailed(Exception):
@@ -320,13 +353,14 @@ class EnhanceWidget(QWidget):
 
     def _on_returned(self, layer: LayerSnapshot, entry: ModelEntry, enhancer: Enhancer, result: EnhanceResult) -> None:
         output = output_layer(layer, result.data, entry.card, policy=enhancer.intensity.name,
-                              mappings=result.mappings, source=entry.path)
+                              mappings=result.mappings, source=entry.path,
+                              consistency=consistency_record(result) if result.scores else None)
         for data, kwargs, kind in [output, *extra_layers(layer, result, entry.card, output)]:
             self.viewer.add_layer(Layer.create(data, kwargs, kind))
         seconds = time.perf_counter() - self._started
         planes = len(result.mappings)
         self.status_label.setText(f"Done: {planes} plane{'s' if planes != 1 else ''} in {seconds:.1f} s "
-                                  f"→ {output[1]['name']}")
+                                  f"→ {output[1]['name']}{consistency_note(layer.name, result)}")
 
     def _on_error(self, exc: BaseException) -> None:
         self.status_label.setText(f"Failed: {exc}")

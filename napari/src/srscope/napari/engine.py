@@ -10,6 +10,11 @@ identical to ``enhancer.enhance(plane)`` (the widget tests assert it), and yield
 :class:`Progress` after every session call. Whoever iterates decides when to stop: napari's
 generator ``thread_worker`` checks its quit flag between two yields, i.e. between two batches.
 
+When the card carries a degradation model, each finished plane is also scored by the runtime's
+consistency check (:meth:`Enhancer.score`) and its local error map computed
+(:meth:`Enhancer.error_map`, on the output grid), in the same worker, so the widget can show which
+planes not to trust and where.
+
 No Qt and no napari here: the same generator serves a script or a test.
 """
 
@@ -22,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from srscope.runtime.card import AffineIntensity
+from srscope.runtime.consistency import PlaneScore
 from srscope.runtime.enhancer import Enhancer
 from srscope.runtime.imagecheck import checked_image
 
@@ -43,6 +49,15 @@ class EnhanceResult:
 
     data: np.ndarray
     mappings: list[AffineIntensity] = field(default_factory=list)
+    #: per plane, the consistency score (empty when the card has no degradation model)
+    scores: list[PlaneScore] = field(default_factory=list)
+    #: the local consistency error of every plane, ``data``'s shape (``None`` without a degradation model)
+    error_map: np.ndarray | None = None
+
+    @property
+    def flagged(self) -> list[int]:
+        """Numbers (C order) of the planes the consistency check flagged."""
+        return [k for k, score in enumerate(self.scores) if score.flagged]
 
 
 def plane_count(shape: tuple[int, ...]) -> int:
@@ -74,6 +89,8 @@ def enhance_planes(enhancer: Enhancer, data: Any) -> Generator[Progress, None, E
     s = enhancer.scale
     total = n_planes * plan.count
     out = np.empty(lead + (h * s, w * s), dtype=np.float32)
+    errors = np.empty_like(out) if enhancer.checks_consistency else None
+    scores: list[PlaneScore] = []
     mappings: list[AffineIntensity] = []
     done = 0
     yield Progress(0, total, 0, n_planes)
@@ -95,8 +112,11 @@ def enhance_planes(enhancer: Enhancer, data: Any) -> Generator[Progress, None, E
         np.multiply(blender.result(), np.float32(back.scale), out=plane)  # AffineIntensity.denormalise,
         plane += np.float32(back.offset)                                   # without a frame temporary
         mappings.append(mapping)
+        if errors is not None:
+            scores.append(enhancer.score(image, plane))
+            errors[index] = enhancer.error_map(image, plane)
         yield Progress(done, total, k + 1, n_planes)
-    return EnhanceResult(out, mappings)
+    return EnhanceResult(out, mappings, scores, errors)
 
 
 def run_to_end(enhancer: Enhancer, data: Any) -> EnhanceResult:

@@ -114,12 +114,14 @@ def output_name(layer_name: str, card: ModelCard) -> str:
 
 
 def output_layer(layer: LayerSnapshot, data: np.ndarray, card: ModelCard, *, policy: str,
-                 mappings: list[AffineIntensity], source: Path | None) -> LayerDataTuple:
+                 mappings: list[AffineIntensity], source: Path | None,
+                 consistency: list[dict[str, Any]] | None = None) -> LayerDataTuple:
     """The output image layer as a data tuple: name, geometry, units and the provenance record.
 
     ``metadata["srscope"]`` holds :func:`~srscope.napari.models.card_summary` plus the intensity
     policy actually used, each plane's input affine (``[offset, scale]`` in counts, plane order) and
-    the model file, so the numbers in the layer can be traced and reproduced.
+    the model file, so the numbers in the layer can be traced and reproduced; with ``consistency``
+    (:func:`consistency_record`) each plane's consistency score too.
     """
     scale, translate = sr_geometry(layer.scale, layer.translate, card.integer_scale)
     record = card_summary(card) | {
@@ -128,6 +130,8 @@ def output_layer(layer: LayerSnapshot, data: np.ndarray, card: ModelCard, *, pol
         "model_file": str(source) if source is not None else None,
         "input_layer": layer.name,
     }
+    if consistency is not None:
+        record["consistency"] = consistency
     kwargs: dict[str, Any] = {
         "name": output_name(layer.name, card),
         "scale": scale,
@@ -143,15 +147,41 @@ def output_layer(layer: LayerSnapshot, data: np.ndarray, card: ModelCard, *, pol
     return data, kwargs, "image"
 
 
-def extra_layers(layer: LayerSnapshot, result: Any, card: ModelCard, output: LayerDataTuple) -> list[LayerDataTuple]:
-    """Further layers a run adds beside the SR output. **None today: this is the hook.**
+def error_layer_name(layer_name: str) -> str:
+    """``"<input> consistency error"``: the error map's layer, next to the SR output."""
+    return f"{layer_name} consistency error"
 
-    The "trust" work (a per-pixel error/uncertainty map) will return its layers here, e.g.
-    ``[(error_map, {"name": f"{output[1]['name']} error", "scale": output[1]["scale"],
-    "translate": output[1]["translate"], "colormap": "magma", "blending": "additive"}, "image")]``,
-    reusing the output's geometry so the map overlays the SR image pixel for pixel. ``layer`` is
-    the input layer's :class:`LayerSnapshot`, ``result`` the :class:`~srscope.napari.engine.EnhanceResult`, ``output`` the
-    tuple from :func:`output_layer`. The widget adds whatever this returns, in order, after the
-    output; an empty list adds nothing.
+
+def consistency_record(result: Any) -> list[dict[str, Any]]:
+    """Per plane (C order), the consistency score as the runtime summarises it (rsp, rse,
+    error_fraction, flagged, reasons): what the SR layer's and the error layer's metadata hold."""
+    return [score.as_dict() for score in result.scores]
+
+
+def extra_layers(layer: LayerSnapshot, result: Any, card: ModelCard, output: LayerDataTuple) -> list[LayerDataTuple]:
+    """Further layers a run adds beside the SR output: the consistency error map, when the card
+    carries a degradation model (:attr:`EnhanceResult.error_map`); nothing otherwise.
+
+    The map reuses the output's scale, translate, units and axis labels, so it overlays the SR
+    image pixel for pixel. Its values are the local error relative to the input's P1–P99.8 range;
+    the contrast runs from 0 to twice the card's ``error_threshold`` (the level only 1 % of
+    in-domain pixels exceed), so mid-brightness is that threshold.
     """
-    return []
+    if getattr(result, "error_map", None) is None or card.degradation is None:
+        return []
+    threshold = float(card.degradation.error_threshold)
+    kwargs: dict[str, Any] = {
+        "name": error_layer_name(layer.name),
+        "scale": output[1]["scale"],
+        "translate": output[1]["translate"],
+        "colormap": "magma",
+        "blending": "additive",
+        "contrast_limits": (0.0, 2.0 * threshold),
+        "metadata": {"srscope": {"error_map_of": output[1]["name"], "error_threshold": threshold,
+                                 "flagged_planes": list(result.flagged),
+                                 "consistency": consistency_record(result)}},
+    }
+    for key in ("units", "axis_labels"):
+        if key in output[1]:
+            kwargs[key] = output[1][key]
+    return [(result.error_map, kwargs, "image")]
