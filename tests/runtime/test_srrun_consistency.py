@@ -3,8 +3,10 @@ warning line naming the flagged planes, and in ``--log-json``, for every way a j
 
 The shipped widefield model (its card carries a fitted degradation model) runs through real ONNX
 Runtime sessions; every stored score is checked against :meth:`Enhancer.score` computed here on
-the same plane, so the tests hold whatever the card's calibration. One plane is pure Poisson
-noise, the clearest out-of-domain input: it must be flagged.
+the same plane. Planes 0 and 2 are in-domain widefield fields from the simulator with the card's
+domain randomisation (seeds 620000+, used by no calibration, tuning or benchmark), which must stay
+unflagged; plane 1 is pure Poisson noise, the clearest out-of-domain input, which must be flagged;
+plane 3 is a synthetic pattern without optics (the test asserts only that its score is reported).
 """
 
 from __future__ import annotations
@@ -30,12 +32,26 @@ NOISE_PLANE = 1
 N_PLANES = 4
 
 
+IN_DOMAIN = (0, 2)
+
+
+def _field(structure: str, seed: int) -> np.ndarray:
+    """One 64² domain-randomised widefield field as the card's training set drew them (counts)."""
+    randomise = pytest.importorskip("srscope.training.data.randomise")
+    simulate = pytest.importorskip("srscope.training.data.simulate")
+    draw = randomise.draw_field("widefield", np.random.default_rng([seed, 1]), randomise.defaults_for("widefield"))
+    pair = simulate.simulate_pair("widefield", structure, seed=seed, hr_shape=(128, 128),
+                                  misregister=draw.misregister, **draw.overrides)
+    return np.asarray(pair.lr, dtype=np.uint16)
+
+
 @pytest.fixture(scope="module")
 def stack() -> np.ndarray:
-    """Four 64² planes: structured images, with pure Poisson noise as plane 1."""
-    planes = [structured_image((64, 64), seed=s) for s in range(N_PLANES)]
-    planes[NOISE_PLANE] = np.random.default_rng(9).poisson(400, (64, 64)).astype(np.uint16)
-    return np.stack(planes)
+    """Four 64² planes: in-domain fields, pure Poisson noise (plane 1), a synthetic pattern."""
+    return np.stack([_field("filaments", 620_000),
+                     np.random.default_rng(9).poisson(400, (64, 64)).astype(np.uint16),
+                     _field("nuclei", 620_001),
+                     structured_image((64, 64), seed=3)])
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +65,7 @@ def _check(record: dict, expected: list, axis: str = "z") -> None:
     assert read_card(WIDEFIELD).degradation is not None
     assert record["planes_total"] == record["planes_checked"] == N_PLANES
     flagged = [k for k, score in enumerate(expected) if score.flagged]
-    assert NOISE_PLANE in flagged
+    assert NOISE_PLANE in flagged and not set(IN_DOMAIN) & set(flagged)
     assert record["flagged"] == flagged and record["planes_flagged"] == len(flagged)
     for k, (stored, score) in enumerate(zip(record["planes"], expected)):
         assert stored["plane"] == k and stored["index"] == {axis: k}
@@ -125,10 +141,9 @@ def test_dask_run_reports_the_workers_scores(tmp_path: Path, stack, expected, ca
 
 
 def test_batch_lines_count_flagged_planes_per_file(tmp_path: Path, stack, expected, capsys) -> None:
-    clean = [k for k, score in enumerate(expected) if not score.flagged]
-    inputs = [_write_input(tmp_path / "noisy.ome.zarr", stack, "zyx")]
-    if clean:  # a file of in-domain planes only, when the card's calibration leaves some unflagged
-        inputs.append(_write_input(tmp_path / "clean.ome.zarr", stack[clean], "zyx"))
+    clean = list(IN_DOMAIN)
+    inputs = [_write_input(tmp_path / "noisy.ome.zarr", stack, "zyx"),
+              _write_input(tmp_path / "clean.ome.zarr", stack[clean], "zyx")]
     outdir, log = tmp_path / "results", tmp_path / "batch.json"
     code, err = _run(capsys, WIDEFIELD, *inputs, f"{outdir}/", "--log-json", log)
     assert code == 0, err
@@ -136,8 +151,9 @@ def test_batch_lines_count_flagged_planes_per_file(tmp_path: Path, stack, expect
     assert f"noisy.ome.zarr -> {outdir / 'noisy_sr.ome.zarr'}: {N_PLANES} plane(s): {N_PLANES} computed, " \
            f"0 already done, {n_flagged} of {N_PLANES} flagged by the consistency check, in " in err
     assert f"srrun: warning: {inputs[0]}: {n_flagged} of {N_PLANES} plane(s) flagged" in err
-    if clean:
-        assert f"0 of {len(clean)} flagged by the consistency check" in err
+    assert f"{len(clean)} plane(s): {len(clean)} computed, 0 already done, 0 of {len(clean)} flagged by the " \
+           "consistency check, in " in err
+    assert f"{inputs[1]}: 0 of" not in err  # no warning line for a file with nothing flagged
     files = json.loads(log.read_text())["files"]
     _check(files[0]["consistency"], expected)
     assert json.loads(log.read_text())["totals"]["planes_flagged"] == n_flagged
