@@ -10,6 +10,10 @@
   with the handler on the acquisition thread: hook callback median/p95, camera frames/s with
   and without the hook, SR frames/s and latency.
 
+* ``int8``: ``engine`` and ``pipeline`` again with the int8 model beside the fp32 one (interleaved):
+  the shipped ``<model>-int8.onnx`` when the export gate let one through, else the gate-failing
+  candidate built here (speed only, labelled so).
+
 Uses ``$SRSCOPE_BENCH_MODEL`` if set, else the shipped default model when ``models/`` has it,
 else the runtime's test model (the result says which).
 """
@@ -51,6 +55,23 @@ def _frames(n: int) -> list[np.ndarray]:
     slide, rng = SimulatedSlide(seed=0), np.random.default_rng(0)
     return [(rng.poisson(slide.render(37.0 * i, 11.0 * i, (FRAME, FRAME), SIMULATED_PIXEL_SIZE_UM) + 5.0)
              + 100).astype(np.uint16) for i in range(n)]
+
+
+def _int8_model(model_path: Path, work: Path) -> tuple[Path | None, str]:
+    shipped = model_path.with_name(model_path.stem + "-int8.onnx")
+    if shipped.is_file():
+        return shipped, f"shipped: {shipped.name}"
+    try:
+        from srscope.runtime import read_card
+        from srscope.training.gan import quantise
+    except ImportError as exc:
+        return None, f"skipped: {exc}"
+    card = read_card(model_path)
+    if card.precision != "fp32" or not card.provenance.get("dataset_source"):
+        return None, "skipped: no fp32 model with a simulator recipe to calibrate an int8 candidate on"
+    feeds = quantise.runtime_feeds(card, quantise.calibration_fields(card, n=3))
+    path = quantise.quantise_model(model_path, work / "int8-candidate.onnx", feeds)
+    return path, "candidate: fails the export gate (not shipped), timed for speed only"
 
 
 def _engine(enhancer, frames: list[np.ndarray], group: int) -> dict:
@@ -161,10 +182,16 @@ def run(out_dir: Path) -> dict:
         n = int(min(MAX_FRAMES, max(4, TARGET_S_PER_CONFIG // max(seconds_per_frame, 1e-3))))
         n -= n % 4  # whole batches of 4
         frames = _frames(n)
-        engine, pipeline = {}, {}
+        int8_path, int8_origin = _int8_model(model_path, work)
+        int8 = None if int8_path is None else Enhancer.from_file(int8_path, tile=512, batch_size=4,
+                                                                 intra_op_threads=threads)
+        engine, pipeline, engine8, pipeline8 = {}, {}, {}, {}
         for b in (1, 4):  # interleaved so that load from other processes hits both alike
             engine[f"batch{b}"] = _engine(enhancer, frames, b)
             pipeline[f"batch{b}"] = _pipeline(enhancer, frames, work, b)
+            if int8 is not None:
+                engine8[f"batch{b}"] = _engine(int8, frames, b)
+                pipeline8[f"batch{b}"] = _pipeline(int8, frames, work, b)
         mda_plain = _mda(model_path, work, n, with_hook=False)
         mda_live = _mda(model_path, work, n, with_hook=True)
         mda_sleep = _mda(model_path, work, n, with_hook=True, sleep_only=True)
@@ -176,6 +203,9 @@ def run(out_dir: Path) -> dict:
         "frame": [FRAME, FRAME], "frames": n, "scale": enhancer.scale,
         "tile": enhancer.tile, "overlap": enhancer.overlap,
         "engine": engine, "pipeline": pipeline,
+        "int8": {"model": int8_origin, "engine": engine8, "pipeline": pipeline8,
+                 "engine_speedup_vs_fp32": {b: engine8[b]["frames_per_s"] / engine[b]["frames_per_s"]
+                                            for b in engine8}},
         "pipeline_to_engine_ratio": best_pipeline / best_engine if best_engine else None,
         "mda_without_hook": mda_plain, "mda_with_live_sr": mda_live, "mda_with_sleep_only_model": mda_sleep,
         "camera_rate_ratio_with_hook": (mda_live["camera_frames_per_s"] / mda_plain["camera_frames_per_s"]),
