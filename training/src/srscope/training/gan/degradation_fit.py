@@ -10,7 +10,8 @@ Two steps, both on data the model was built from, none on the benchmark's fields
    rotationally symmetric; this also averages out each pair's residual misregistration). LR pixel
    ``i`` is centred at HR coordinate ``i·s + (s − 1)/2`` (:class:`~srscope.runtime.card.DegradationModel`).
 2. **Calibrate** the score's in-domain ranges by running the exported model (through the runtime
-   ``Enhancer``, as users will) on held-out validation fields, cut into crops of one size: the
+   ``Enhancer``, as users will) on held-out validation fields cut into planes of one size, each
+   enhanced on its own as the runtime treats every plane: the
    local-error threshold is the 99th percentile of the local error over all calibration pixels;
    each feature's range is its ``[min, max]`` over the crops widened by ``margin`` × its spread.
 
@@ -176,15 +177,12 @@ def fit_kernel(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int, *, si
     return kernel / kernel.sum()
 
 
-def _crops(lr: np.ndarray, sr: np.ndarray, scale: int, crop: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Non-overlapping ``crop``² input windows (the whole plane when smaller) with their output windows."""
+def _crops(lr: np.ndarray, crop: int) -> list[np.ndarray]:
+    """Non-overlapping ``crop``² input windows (the whole plane when smaller)."""
     if min(lr.shape) < crop:
-        return [(lr, sr)]
-    out = []
-    for r in range(0, lr.shape[0] - crop + 1, crop):
-        for c in range(0, lr.shape[1] - crop + 1, crop):
-            out.append((lr[r:r + crop, c:c + crop], sr[r * scale:(r + crop) * scale, c * scale:(c + crop) * scale]))
-    return out
+        return [lr]
+    return [lr[r:r + crop, c:c + crop] for r in range(0, lr.shape[0] - crop + 1, crop)
+            for c in range(0, lr.shape[1] - crop + 1, crop)]
 
 
 def calibrate(kernel: np.ndarray, scale: int, samples: Sequence[tuple[np.ndarray, np.ndarray]], *,
@@ -214,13 +212,12 @@ def calibrate(kernel: np.ndarray, scale: int, samples: Sequence[tuple[np.ndarray
     return dataclasses.replace(model, ranges=ranges, provenance=prov)
 
 
-def calibration_samples(enhance: Callable[[np.ndarray], np.ndarray], fields: Sequence[Field], scale: int,
+def calibration_samples(enhance: Callable[[np.ndarray], np.ndarray], fields: Sequence[Field],
                         crop: int = DEFAULT_CROP) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run the model (``enhance``: counts → output counts) on each field; its crops become samples."""
-    samples = []
-    for f in fields:
-        samples.extend(_crops(f.lr, enhance(f.lr), scale, crop))
-    return samples
+    """Cut each field into ``crop``² planes and run the model (``enhance``: counts → output counts)
+    on each plane *on its own*, as the runtime sees every plane (its own percentile mapping, its own
+    borders); the (plane, output) pairs are the calibration samples."""
+    return [(plane, enhance(plane)) for f in fields for plane in _crops(f.lr, crop)]
 
 
 # --- where the fields come from -------------------------------------------------------------
@@ -348,10 +345,10 @@ def fit_degradation(onnx_path: str | Path, recipe: SimRecipe, *, fit_fields: int
     pairs = [(f.lr, f.hr) for f in fields[:fit_fields]] if fit_fields else [(f.lr, f.hr) for f in fields]
     kernel = fit_kernel(pairs, scale)
     enhancer = Enhancer.from_file(onnx_path, device="cpu", intra_op_threads=threads)
-    samples = calibration_samples(enhancer.enhance, fields, scale, crop)
+    samples = calibration_samples(enhancer.enhance, fields, crop)
     seeds = [f.seed for f in fields]
     provenance = {"kernel_fitted_on": f"{len(pairs)} validation LR/HR pairs (NNLS, symmetrised)",
-                  "calibrated_on": f"{len(fields)} validation fields, {crop}² input-pixel crops",
+                  "calibrated_on": f"{len(fields)} validation fields cut into {crop}² input-pixel planes, each enhanced on its own",
                   "recipe": recipe.describe(), "seeds": [min(seeds), max(seeds)]}
     return calibrate(kernel, scale, samples, margin=margin, provenance=provenance)
 
