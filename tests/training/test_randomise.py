@@ -168,3 +168,24 @@ def test_residual_misregistration_stays_sub_pixel(draws) -> None:
     shift = np.abs(pair.transform.shift_yx_px)
     assert d.misregister and shift.max() <= R.residual_shift_px
     assert abs(pair.transform.rotation_deg) <= R.residual_rotation_deg
+
+
+def test_recorded_ranges_round_trip_and_a_dye_band_recipe_redraws_its_own_fields():
+    from dataclasses import replace
+
+    from srscope.training.data.randomise import (
+        Span,
+        defaults_for,
+        randomisation_from_dict,
+    )
+    from srscope.training.gan.degradation_fit import SimRecipe
+
+    for modality in ("widefield", "confocal-sted", "tirf-sim"):
+        assert randomisation_from_dict(defaults_for(modality).to_dict()) == defaults_for(modality)
+    band = replace(defaults_for("widefield"), emission_nm=Span(500.0, 570.0))
+    assert randomisation_from_dict(band.to_dict()) == band
+    recipe = SimRecipe.parse("widefield filaments out.zarr --val 1 --fov 64 --randomise --emission-nm 500,570")
+    assert recipe.randomisation == band and "--emission-nm 500,570" in recipe.describe()
+    # the calibration fields are drawn from the band's ranges, not the defaults
+    default = SimRecipe.parse("widefield filaments out.zarr --val 1 --fov 64 --randomise")
+    assert not np.array_equal(recipe.fields("val")[0].lr, default.fields("val")[0].lr)

@@ -14,7 +14,7 @@ exactly from its record (the dataset stores it).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,21 @@ DEFAULTS: dict[str, DomainRandomisation] = {
         background_fraction=Span(0.002, 0.1, log=True), haze_fraction=Span(0.0, 0.0),
         residual_shift_px=1.0, residual_rotation_deg=0.0, residual_scale_error=0.0, residual_elastic_px=0.0),
 }
+
+
+def randomisation_from_dict(values: dict[str, Any]) -> DomainRandomisation:
+    """The inverse of :meth:`DomainRandomisation.to_dict` (as a dataset's attributes record it)."""
+    kwargs: dict[str, Any] = {}
+    for f in fields(DomainRandomisation):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if isinstance(value, dict) and {"lo", "hi"} <= set(value):
+            value = Span(float(value["lo"]), float(value["hi"]), bool(value.get("log", False)))
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return DomainRandomisation(**kwargs)
 
 
 def defaults_for(modality: str) -> DomainRandomisation:

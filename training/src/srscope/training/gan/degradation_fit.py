@@ -233,6 +233,9 @@ class SimRecipe:
     fov: int
     seed: int
     randomise: bool
+    #: the ranges the fields were drawn from (``None``: the modality's defaults), e.g. a
+    #: ``--emission-nm`` dye-band dataset's
+    randomisation: Any = None
 
     @classmethod
     def parse(cls, text: str | Sequence[str]) -> SimRecipe:
@@ -246,7 +249,16 @@ class SimRecipe:
             argv.append("unused.zarr")
         parser = _simdataset_parser(simdataset)
         a = parser.parse_args(argv)
-        return cls(a.modality, simdataset.parse_structures(a.structure), a.train, a.val, a.fov, a.seed, a.randomise)
+        randomisation = None
+        if a.emission_nm:
+            from dataclasses import replace
+
+            from srscope.training.data.randomise import Span, defaults_for
+
+            lo, hi = (float(v) for v in a.emission_nm.split(","))
+            randomisation = replace(defaults_for(a.modality), emission_nm=Span(lo, hi))
+        return cls(a.modality, simdataset.parse_structures(a.structure), a.train, a.val, a.fov, a.seed, a.randomise,
+                   randomisation)
 
     @classmethod
     def from_dataset(cls, path: str | Path) -> SimRecipe:
@@ -264,13 +276,19 @@ class SimRecipe:
         if "simulator" not in source or "seeds" not in source:
             raise ValueError(f"{where}: not a simdataset dataset (no simulator recipe); pass --sim ARGS")
         randomised = bool(source.get("randomised"))
+        randomisation = None
         if randomised and _jsonable(attrs.get("randomisation")) != _jsonable(defaults_for(source["modality"]).to_dict()):
-            raise ValueError(f"{where}: randomisation ranges differ from srscope's defaults; pass --sim ARGS")
+            from srscope.training.data.randomise import randomisation_from_dict
+
+            try:  # the dataset's own recorded ranges (e.g. an --emission-nm dye band)
+                randomisation = randomisation_from_dict(attrs["randomisation"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: unreadable randomisation ranges ({exc}); pass --sim ARGS") from exc
         seeds = source["seeds"]
         seed = int(seeds["train"][0])  # train seeds start at seed + 0
         n = {k: int(v[1]) - int(v[0]) + 1 for k, v in seeds.items()}
         return cls(source["modality"], tuple(source["structure"].split(",")), n["train"], n["val"],
-                   int(source["fov_hr_px"][0]), seed, randomised)
+                   int(source["fov_hr_px"][0]), seed, randomised, randomisation)
 
     def fields(self, split: str = "val", *, n: int | None = None, first: int = 0) -> list[Field]:
         """Re-simulate fields ``first … first+n−1`` of ``split``: the same calls ``simdataset`` makes."""
@@ -284,7 +302,8 @@ class SimRecipe:
         for i in range(first, first + count):
             name = structure_of_field(self.structures, i)
             if self.randomise:
-                draw = draw_field(self.modality, np.random.default_rng([seed0 + i, 1]), defaults_for(self.modality))
+                draw = draw_field(self.modality, np.random.default_rng([seed0 + i, 1]),
+                                  self.randomisation or defaults_for(self.modality))
                 pair = simulate_pair(self.modality, name, seed=seed0 + i, hr_shape=(self.fov, self.fov),
                                      misregister=draw.misregister, **draw.overrides)
             else:
@@ -295,7 +314,9 @@ class SimRecipe:
 
     def describe(self) -> str:
         return (f"simdataset {self.modality} {','.join(self.structures)} --fov {self.fov} --seed {self.seed}"
-                f"{' --randomise' if self.randomise else ''}")
+                f"{' --randomise' if self.randomise else ''}"
+                + (f" --emission-nm {self.randomisation.emission_nm.lo:g},{self.randomisation.emission_nm.hi:g}"
+                   if self.randomisation is not None else ""))
 
 
 def _simdataset_parser(simdataset):
@@ -313,6 +334,7 @@ def _simdataset_parser(simdataset):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--randomise", action="store_true")
     p.add_argument("--percentiles", default="1,99.8")
+    p.add_argument("--emission-nm", default=None)
     return p
 
 
