@@ -49,10 +49,11 @@ bench: $(STAMP)
 WF_MODEL := models/widefield-10x0.4-to-20x0.75.onnx
 WF_ABLATION := models/ablation/widefield-10x0.4-to-20x0.75-cnn-only.onnx
 WF_LEGACY := models/legacy/widefield-10x0.4-to-20x0.75-v3.0.onnx
+WF_V40 := models/legacy/widefield-10x0.4-to-20x0.75-v4.0.onnx
 evaluate: $(STAMP)
-	$(BIN)/srtrain evaluate $(WF_MODEL) out/eval-widefield --ablation $(WF_ABLATION) --compare v3.0=$(WF_LEGACY) \
+	$(BIN)/srtrain evaluate $(WF_MODEL) out/eval-widefield --ablation $(WF_ABLATION) --compare v3.0=$(WF_LEGACY) --compare v4.0=$(WF_V40) \
 		--structure mitochondria -n 8 --seed 700000
-	$(BIN)/srtrain evaluate $(WF_MODEL) out/eval-semireal --semireal --ablation $(WF_ABLATION) --compare v3.0=$(WF_LEGACY)
+	$(BIN)/srtrain evaluate $(WF_MODEL) out/eval-semireal --semireal --ablation $(WF_ABLATION) --compare v3.0=$(WF_LEGACY) --compare v4.0=$(WF_V40)
 	$(BIN)/srtrain evaluate models/confocal-to-sted.onnx out/eval-beads --structure beads -n 9 --hr-size 1024 --tile 1024 \
 		--compare v1.0=models/legacy/confocal-to-sted-beads-v1.0.onnx
 	$(BIN)/python -m srscope.training.evaluation.timelapse models/tirf-100x1.49-to-tirf-sim.onnx out/eval-timelapse

@@ -62,6 +62,7 @@ TASK = "widefield 10x/0.4NA → 20x/0.75NA (×2)"
 #: ``--model`` defaults: (name, path relative to the repository). Missing or unreadable ones are skipped.
 DEFAULT_MODELS: tuple[tuple[str, str], ...] = (
     ("v3.0", "models/legacy/widefield-10x0.4-to-20x0.75-v3.0.onnx"),
+    ("v4.0", "models/legacy/widefield-10x0.4-to-20x0.75-v4.0.onnx"),
     ("gan", "models/widefield-10x0.4-to-20x0.75.onnx"),
     ("cnn-only", "models/ablation/widefield-10x0.4-to-20x0.75-cnn-only.onnx"),
 )

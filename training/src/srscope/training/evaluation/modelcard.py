@@ -171,7 +171,47 @@ def card_markdown(model: Path, scores: dict[str, Any], *, note: str = "") -> str
                   f"- ground truth (STED): {_fmt_fwhm(f['ground truth'])}"]
     if note:
         lines += ["", "## Notes", "", note]
+    if card.degradation is not None:
+        lines += ["", *consistency_section(model, card)]
     return "\n".join(lines) + "\n"
+
+
+def _second_moment_fwhm(kernel: np.ndarray) -> float:
+    """FWHM (kernel pixels) of the Gaussian with the kernel's second moment along one axis."""
+    u = np.arange(kernel.shape[0]) - (kernel.shape[0] - 1) / 2
+    return float(2.3548 * np.sqrt((kernel.sum(axis=1) * u**2).sum() / kernel.sum()))
+
+
+def consistency_section(model: Path, card: Any) -> list[str]:
+    """The card's consistency-check section: what was fitted, from which fields, and the calibrated ranges."""
+    d = card.degradation
+    k = np.asarray(d.kernel, dtype=np.float64)
+    px = card.output_pixel_size_um * 1000
+    prov = d.provenance or {}
+    recipe = str(prov.get("recipe", "")).removeprefix("simdataset ")
+    rows = [f"| `{name}` | {lo:.4g} | {hi:.4g} |" for name, (lo, hi) in d.ranges.items()]
+    return [
+        "## Consistency check (per-plane score)", "",
+        ("The card carries a degradation model (`degradation`, covered by `behaviour_sha256`), so the runtime "
+         "scores every plane it enhances (`Enhancer.enhance_with_scores`, `srscope.runtime.consistency`): the "
+         "output is re-degraded to the input grid with the fitted kernel, affinely matched to the input and "
+         "compared (RSP, RSE, fraction of pixels above the local-error threshold, gain, RSE in noise units), "
+         "alongside input-side checks (noise level, saturation, noise-normalised power in frequency bands). "
+         "A plane outside any calibrated range is flagged."), "",
+        (f"- **Kernel**: {k.shape[0]}×{k.shape[1]} HR pixels ({px:.1f} nm), ×{d.scale} decimation with input "
+         f"pixel i centred at HR i·s + (s−1)/2; fitted on {prov.get('kernel_fitted_on', '?')}; second-moment "
+         f"FWHM {_second_moment_fwhm(k):.2f} HR px ({_second_moment_fwhm(k) * px:.0f} nm)."),
+        (f"- **Calibration**: the model's own outputs for {prov.get('calibrated_on', '?')} "
+         f"({prov.get('calibration_planes')} planes; seeds {prov.get('seeds')}); rerun with "
+         f"`srtrain calibrate-consistency {model.name} --sim \"{recipe}\"` (only the validation split is "
+         f"re-simulated; the weights are untouched). Local-error threshold ({prov.get('error_quantile', 99):g}th "
+         f"percentile of the in-domain local relative error, σ = {d.error_sigma_px:g} input px): "
+         f"**{d.error_threshold:.4g}** of the input's P1–P99.8 range; each range is the calibration [min, max] "
+         f"widened by {prov.get('margin')} × its spread."), "",
+        "| feature | in-domain low | in-domain high |", "|---|---|---|", *rows, "",
+        ("bench/bench_consistency.py measures how well the flag separates in-domain from out-of-domain planes "
+         "(docs/evaluation.md, \"Trust: per-plane consistency score\")."),
+    ]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
