@@ -100,14 +100,18 @@ class QuantSettings:
 
 
 def _randomisation(card: ModelCard, modality: str) -> Any:
-    from srscope.training.data.randomise import defaults_for
+    """The ranges the model's training fields were drawn from (its card records them), so calibration
+    fields follow its recipe: the modality's defaults, or e.g. a dye-band model's narrower emission."""
+    from srscope.training.data.randomise import defaults_for, randomisation_from_dict
 
     recorded = card.provenance.get("dataset_randomisation")
     default = defaults_for(modality)
-    if recorded is not None and json.loads(json.dumps(recorded)) != json.loads(json.dumps(default.to_dict())):
-        raise UserError(f"{card.name}: trained with non-default domain randomisation; calibrating on the "
-                        "defaults would not be its recipe")
-    return default
+    if recorded is None or json.loads(json.dumps(recorded)) == json.loads(json.dumps(default.to_dict())):
+        return default
+    try:
+        return randomisation_from_dict(recorded)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{card.name}: unreadable domain-randomisation ranges in the card ({exc})") from exc
 
 
 def _source(card: ModelCard) -> dict[str, Any]:
