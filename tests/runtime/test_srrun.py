@@ -220,3 +220,18 @@ def test_model_output_overflowing_float32_is_refused(tmp_path: Path, capsys) -> 
     code, err = _run(capsys, huge, src, tmp_path / "out.zarr")
     assert code == 2 and "the model produced" in err and "NaN/Inf" in err
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_default_tile_is_auto_and_matches_whole_plane_inference(tmp_path: Path, model_x2: Path, capsys) -> None:
+    data = _stack((2, 64, 80))  # z y x
+    src = _write_input(tmp_path / "in.ome.tif", data, "zyx")
+    code, err = _run(capsys, model_x2, src, tmp_path / "auto.ome.zarr")
+    assert code == 0, err
+    code, err = _run(capsys, model_x2, src, tmp_path / "whole.ome.zarr", "--tile", "0")
+    assert code == 0, err
+    auto, whole = (zarr.open_group(tmp_path / n, mode="r") for n in ("auto.ome.zarr", "whole.ome.zarr"))
+    np.testing.assert_allclose(auto["0"][...], whole["0"][...], rtol=0, atol=1e-4)
+    assert read_image(tmp_path / "auto.ome.zarr").metadata["srrun"]["tile"] == "auto"
+    with pytest.raises(SystemExit) as bad:
+        _run(capsys, model_x2, src, tmp_path / "bad.ome.zarr", "--tile", "big")
+    assert bad.value.code == 2 and "--tile must be 'auto'" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from srscope.acquisition.channels import (
 from srscope.acquisition.pipeline import Backpressure
 from srscope.acquisition.session import SessionError, load_sequence, run_session
 from srscope.runtime.errors import UserError
+from srscope.runtime.tiling import parse_tile_option
 
 
 def _version() -> str:
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-batch", type=int, default=None, metavar="N",
                    help="tiles per ONNX Runtime call, as srrun --batch-size (default 4)")
     p.add_argument("--batch-size", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: both of the above
-    p.add_argument("--tile", type=int, default=512, help="inference tile edge in input pixels (default 512)")
+    p.add_argument("--tile", type=parse_tile_option, default="auto",
+                   help="inference tile edge in input pixels, 0 = whole frame; auto (default): the whole frame "
+                        "when its activations fit the memory budget, else the tile that computes the fewest halo pixels")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt, ... (default auto)")
     p.add_argument("--intensity", default="auto", metavar="POLICY",
                    help="how counts are normalised: auto (the model's mode), plane (each frame by its own "
@@ -142,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tile_batch = args.tile_batch or args.batch_size or 4
         if min(frame_batch, tile_batch) < 1:
             raise SessionError("--frame-batch and --tile-batch must be >= 1")
-        options = {"device": args.device, "tile": args.tile, "batch_size": tile_batch,
+        options = {"device": args.device, "tile": args.tile if args.tile == "auto" else (args.tile or None),
+                   "batch_size": tile_batch,
                    "intensity": parse_intensity(args.intensity)}
         if args.threads is not None:
             options["intra_op_threads"] = args.threads

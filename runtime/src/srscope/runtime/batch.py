@@ -210,7 +210,7 @@ def check_options(options: RunOptions) -> None:
     """The option checks :func:`plan_job` makes before reading anything (a batch makes them once, up front)."""
     if options.dtype not in OUTPUT_DTYPES:
         raise BatchError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {options.dtype!r}")
-    if options.batch_size < 1 or (options.tile is not None and options.tile < 1):
+    if options.batch_size < 1 or (isinstance(options.tile, int) and options.tile < 1):
         raise BatchError("--tile and --batch-size must be positive")
     if options.overlap is not None and options.overlap < 0:
         raise BatchError("--overlap must be >= 0")
@@ -247,7 +247,7 @@ def plan_job(input_path: str | Path, output_path: str | Path, models: Sequence[s
     for path in {p for p in per_channel if p is not None}:
         cards[str(path)] = read_card(path)
     for path, card in cards.items():
-        if options.tile is not None and options.tile < card.size_multiple:
+        if isinstance(options.tile, int) and options.tile < card.size_multiple:
             raise BatchError(f"--tile {options.tile} is smaller than model {Path(path).name}'s size multiple "
                              f"{card.size_multiple}")
     if options.error_map:

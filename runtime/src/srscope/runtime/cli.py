@@ -44,7 +44,7 @@ from srscope.runtime.multibatch import (
 )
 from srscope.runtime.planework import OUTPUT_DTYPES, RunOptions
 from srscope.runtime.providers import DeviceUnavailableError
-from srscope.runtime.tiling import TilingError
+from srscope.runtime.tiling import TilingError, parse_tile_option
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -54,6 +54,7 @@ EXIT_INTERRUPTED = 130
 #: modules that predate it.
 USER_ERRORS = (UserError, ModelCardError, ChannelMappingError, InvalidImageError, DeviceUnavailableError,
                TilingError)
+
 
 
 def _version() -> str:
@@ -109,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passthrough-unmapped", action="store_true",
                    help="copy channels without a model onto the output grid by pixel replication")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt (default: auto)")
-    p.add_argument("--tile", type=int, default=512, help="largest input tile edge in pixels; 0 = whole plane")
+    p.add_argument("--tile", type=parse_tile_option, default="auto",
+                   help="largest input tile edge in pixels; 0 = whole plane; auto (default): the whole plane when "
+                        "its activations fit the memory budget, else the tile that computes the fewest halo pixels")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap in input pixels (default: from the card)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per inference call")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -227,7 +230,7 @@ def _summary(report: JobReport) -> dict:
 
 
 def _options(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(device=args.device, tile=args.tile or None, overlap=args.overlap,
+    return RunOptions(device=args.device, tile=args.tile if args.tile == "auto" else (args.tile or None), overlap=args.overlap,
                       batch_size=args.batch_size, dtype=args.dtype, clip=args.clip,
                       intensity=args.intensity, intensity_planes=args.intensity_planes,
                       threads=args.threads, error_map=args.error_map)

@@ -39,7 +39,7 @@ class RunOptions:
     ``batch_size``, ``clip`` and ``threads`` (they change speed, or refuse, never the values)."""
 
     device: str = "auto"
-    tile: int | None = 512
+    tile: int | str | None = "auto"
     overlap: int | None = None
     batch_size: int = 4
     dtype: str = "float32"

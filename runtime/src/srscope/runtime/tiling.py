@@ -268,3 +268,18 @@ class Blender:
             if not np.allclose(total, 1.0, rtol=0, atol=1e-6):
                 out *= (1.0 / total)[:, None] if axis == 0 else (1.0 / total)[None, :]
         return out
+
+
+def parse_tile_option(text: str) -> int | str:
+    """A command line's ``--tile``: ``auto`` or a non-negative edge in input pixels (0: whole plane)."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be 'auto' or a number of pixels, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("--tile must be >= 0")
+    return value
