@@ -67,23 +67,17 @@ def test_bioimageio_test_model_passes(percentile_package: Path) -> None:
     assert summary.status == "passed", _failures(summary)
 
 
-def _shipped_percentile_model() -> Path | None:
-    for path in sorted((REPO / "models").rglob("*.onnx")):
-        try:
-            if read_card(path).intensity.mode == "percentile":
-                return path
-        except ModelCardError:  # a file being replaced, or not an srscope model
-            continue
-    return None
+#: Every model srscope ships (models/, not models/legacy/): each must package and pass BMZ's own test.
+SHIPPED = sorted(p.relative_to(REPO / "models").as_posix() for p in (REPO / "models").rglob("*.onnx")
+                 if "legacy" not in p.relative_to(REPO / "models").parts)
 
 
-def test_shipped_percentile_model_passes_bioimageio_test(tmp_path: Path) -> None:
-    model = _shipped_percentile_model()
-    if model is None:
-        pytest.skip("no model under models/ has a percentile card")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_passes_bioimageio_test(name: str, tmp_path: Path) -> None:
+    model = REPO / "models" / name
     package = export_bmz(model, tmp_path / "shipped.zip")
     summary = bmz_test_model(str(package))
-    assert summary.status == "passed", (model.name, _failures(summary))
+    assert summary.status == "passed", (name, _failures(summary))
     assert "." not in _load(package).name
 
 
