@@ -32,7 +32,7 @@ PLANE = 256
 PLANE_COUNTS = (16, 128)
 
 #: dask scaling: planes of this edge through the shipped model, each configuration this many times
-DASK_PLANE, DASK_PLANES, DASK_REPEATS = 256, 12, 3
+DASK_PLANE, DASK_PLANES, DASK_REPEATS = 512, 12, 3
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "widefield-10x0.4-to-20x0.75.onnx"
 
 _WRAPPER = (
