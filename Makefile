@@ -59,14 +59,14 @@ evaluate: $(STAMP)
 	$(BIN)/python -m srscope.training.evaluation.timelapse models/tirf-100x1.49-to-tirf-sim.onnx out/eval-timelapse
 
 # The CARE peer for bench_robustness (~35 min; its own venv, bench/peers/README.md): CAREamics CARE
-# trained for 30 min on the same domain-randomised data as the v4.0 widefield models.
-CARE_DATA := runs/wf-rand.zarr
+# trained for 30 min on the same domain-randomised data as the v4.1 widefield models (green band).
+CARE_DATA := runs/wf-green.zarr
 care-peer: $(STAMP)
 	bash bench/peers/setup_care_env.sh
 	test -d $(CARE_DATA) || $(BIN)/python -m srscope.training.gan.simdataset widefield \
 		filaments,actin,ccps,nuclei,vesicles,er,cells,membranes,dense_filaments $(CARE_DATA) \
-		--train 144 --val 18 --test 9 --fov 512 --patch 128 --randomise
-	bench/peers/.venv-care/bin/python bench/peers/care_peer.py train $(CARE_DATA) runs/care/wf-rand --minutes 30 --seed 0
+		--train 144 --val 18 --test 9 --fov 512 --patch 128 --randomise --emission-nm 500,570
+	bench/peers/.venv-care/bin/python bench/peers/care_peer.py train $(CARE_DATA) runs/care/wf-green --minutes 30 --seed 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check runtime training acquisition napari tests bench

@@ -125,7 +125,7 @@ CARE = "care"
 CARE_PYTHON = REPO / "bench" / "peers" / ".venv-care" / "bin" / "python"
 CARE_PEER = REPO / "bench" / "peers" / "care_peer.py"
 #: Where ``make care-peer`` trains the CARE peer; used when ``--care-run`` is not given and it exists.
-DEFAULT_CARE_RUN = REPO / "runs" / "care" / "wf-rand"
+DEFAULT_CARE_RUN = REPO / "runs" / "care" / "wf-green"
 
 
 class BenchError(RuntimeError):
