@@ -23,11 +23,15 @@ from __future__ import annotations
 import gc
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed_profile
 
 FRAME = 512
 MAX_FRAMES = 16
@@ -55,23 +59,6 @@ def _frames(n: int) -> list[np.ndarray]:
     slide, rng = SimulatedSlide(seed=0), np.random.default_rng(0)
     return [(rng.poisson(slide.render(37.0 * i, 11.0 * i, (FRAME, FRAME), SIMULATED_PIXEL_SIZE_UM) + 5.0)
              + 100).astype(np.uint16) for i in range(n)]
-
-
-def _int8_model(model_path: Path, work: Path) -> tuple[Path | None, str]:
-    shipped = model_path.with_name(model_path.stem + "-int8.onnx")
-    if shipped.is_file():
-        return shipped, f"shipped: {shipped.name}"
-    try:
-        from srscope.runtime import read_card
-        from srscope.training.gan import quantise
-    except ImportError as exc:
-        return None, f"skipped: {exc}"
-    card = read_card(model_path)
-    if card.precision != "fp32" or not card.provenance.get("dataset_source"):
-        return None, "skipped: no fp32 model with a simulator recipe to calibrate an int8 candidate on"
-    feeds = quantise.runtime_feeds(card, quantise.calibration_fields(card, n=3))
-    path = quantise.quantise_model(model_path, work / "int8-candidate.onnx", feeds)
-    return path, "candidate: fails the export gate (not shipped), timed for speed only"
 
 
 def _engine(enhancer, frames: list[np.ndarray], group: int) -> dict:
@@ -182,7 +169,7 @@ def run(out_dir: Path) -> dict:
         n = int(min(MAX_FRAMES, max(4, TARGET_S_PER_CONFIG // max(seconds_per_frame, 1e-3))))
         n -= n % 4  # whole batches of 4
         frames = _frames(n)
-        int8_path, int8_origin = _int8_model(model_path, work)
+        int8_path, int8_origin = speed_profile.int8_for_speed(model_path, work)
         int8 = None if int8_path is None else Enhancer.from_file(int8_path, tile=512, batch_size=4,
                                                                  intra_op_threads=threads)
         engine, pipeline, engine8, pipeline8 = {}, {}, {}, {}

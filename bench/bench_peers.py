@@ -37,9 +37,11 @@ from srscope.runtime import Enhancer, read_card
 from srscope.runtime.providers import usable_cores
 from srscope.runtime.synthetic import structured_image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed_profile
+
 REPO = Path(__file__).resolve().parent.parent
 WIDEFIELD = REPO / "models" / "widefield-10x0.4-to-20x0.75.onnx"
-WIDEFIELD_INT8 = REPO / "models" / "widefield-10x0.4-to-20x0.75-int8.onnx"
 CARE_PY = REPO / "bench" / "peers" / ".venv-care" / "bin" / "python"
 REPEATS = 3
 SIZE = 1024
@@ -55,24 +57,11 @@ def _median_s(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def int8_model(work: Path) -> tuple[Path | None, str]:
-    if WIDEFIELD_INT8.is_file():
-        return WIDEFIELD_INT8, f"shipped: {WIDEFIELD_INT8.relative_to(REPO)}"
-    try:
-        from srscope.training.gan import quantise as q
-    except ImportError as exc:
-        return None, f"skipped: {exc}"
-    card = read_card(WIDEFIELD)
-    feeds = q.runtime_feeds(card, q.calibration_fields(card, n=3))
-    path = q.quantise_model(WIDEFIELD, work / "int8-candidate.onnx", feeds)
-    return path, "candidate: fails the export gate (not shipped), timed for speed only"
-
-
 def srscope_rows(image: np.ndarray, work: Path) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     enhancers = {"srscope_fp32": Enhancer.from_file(WIDEFIELD, device="cpu"),
                  "srscope_tiled_512": Enhancer.from_file(WIDEFIELD, device="cpu", tile=512)}
-    path, origin = int8_model(work)
+    path, origin = speed_profile.int8_for_speed(WIDEFIELD, work)
     if path is not None:
         enhancers["srscope_int8"] = Enhancer.from_file(path, device="cpu", tile=512)
     else:

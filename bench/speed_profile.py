@@ -39,6 +39,26 @@ LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
 
 
+
+def int8_for_speed(model_path: Path, work: Path) -> tuple[Path | None, str]:
+    """The int8 file to time beside ``model_path``: the shipped ``<stem>-int8.onnx`` if there is one,
+    else a speed-only candidate quantised into ``work`` (it fails the export gate, so it never ships),
+    with a label saying which; ``(None, reason)`` where neither can be had."""
+    shipped = model_path.with_name(model_path.stem + "-int8.onnx")
+    if shipped.is_file():
+        return shipped, f"shipped: {shipped.name}"
+    try:
+        from srscope.runtime import read_card
+        from srscope.training.gan import quantise
+    except ImportError as exc:
+        return None, f"skipped: {exc}"
+    card = read_card(model_path)
+    if card.precision != "fp32" or not card.provenance.get("dataset_source"):
+        return None, "skipped: no fp32 model with a simulator recipe to calibrate an int8 candidate on"
+    feeds = quantise.runtime_feeds(card, quantise.calibration_fields(card, n=3))
+    path = quantise.quantise_model(model_path, work / "int8-candidate.onnx", feeds)
+    return path, "candidate: fails the export gate (not shipped), timed for speed only"
+
 def cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
