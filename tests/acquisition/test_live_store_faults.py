@@ -15,9 +15,6 @@ with ``os._exit(137)`` there. After each kill:
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,13 @@ from ome_zarr.utils import find_multiscales
 from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
 from ome_zarr_models.v05.image import Image as NgffImage05
 from srscope.acquisition import PositionGeometry, SRStoreWriter
-from srscope.runtime.io.faults import FAULT_ENV, hit_counts, reset_faults
+from srscope.runtime.io.faults import (
+    FAULT_ENV,
+    ForkedRunTimeout,
+    hit_counts,
+    reset_faults,
+    run_forked,
+)
 from srscope.runtime.io.pyramid import plane_levels
 
 CHANNELS = ("DAPI", "FITC")
@@ -49,26 +52,14 @@ def _live_run(path: Path) -> None:
 
 
 def _forked(path: Path, fault: str) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 70
-        try:
-            os.environ[FAULT_ENV] = fault
-            reset_faults()
-            _live_run(path)
-            code = 0
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 60
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail(f"live writer hung with {fault}")
-        time.sleep(0.002)
+    def live() -> int:
+        _live_run(path)
+        return 0
+
+    try:
+        return run_forked(live, fault, timeout_s=60, poll_s=0.002)
+    except ForkedRunTimeout as exc:
+        pytest.fail(f"live writer {exc}")
 
 
 def _check_honest_and_readable(path: Path, fault: str) -> None:

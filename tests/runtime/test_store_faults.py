@@ -16,10 +16,7 @@ kills the resume once more before resuming again.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,33 +26,24 @@ from ome_zarr_models.v05.image import Image as NgffImage05
 from srrun_helpers import _stack, _write_input
 from srscope.runtime.cli import main
 from srscope.runtime.io import ImageIOError, read_image
-from srscope.runtime.io.faults import FAULT_ENV, STEPS, hit_counts, reset_faults
+from srscope.runtime.io.faults import (
+    FAULT_ENV,
+    STEPS,
+    ForkedRunTimeout,
+    hit_counts,
+    reset_faults,
+    run_forked,
+)
 
 KINDS = ("zarr", "tiff", "overwrite")
 
 
 def _srrun_forked(argv: list[str], fault: str | None) -> int:
     """Run ``srrun argv`` in a forked child with the fault set; its exit code (137: killed at the fault)."""
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 70
-        try:
-            if fault:
-                os.environ[FAULT_ENV] = fault
-            reset_faults()
-            code = main(argv)
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 120
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail(f"srrun child hung with {fault}")
-        time.sleep(0.005)
+    try:
+        return run_forked(lambda: main(argv), fault, timeout_s=120)
+    except ForkedRunTimeout as exc:
+        pytest.fail(f"srrun {exc}")
 
 
 def _hidden(directory: Path) -> list[str]:

@@ -16,7 +16,10 @@ exist, and it must be able to fire between two writes that no patchable call sep
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
+from collections.abc import Callable
 
 FAULT_ENV = "SRSCOPE_FAULT_AT"
 
@@ -75,3 +78,34 @@ def reset_faults() -> None:
     """Forget the hit counts (an in-process test running several jobs under one setting)."""
     with _lock:
         _hits.clear()
+
+
+class ForkedRunTimeout(RuntimeError):
+    """:func:`run_forked` killed a child that did not finish in time."""
+
+
+def run_forked(call: Callable[[], int], fault: str | None, *, timeout_s: float, poll_s: float = 0.005) -> int:
+    """Run ``call`` in a forked child with ``SRSCOPE_FAULT_AT=fault``; its exit code (137: it died at
+    the fault, 70: it raised). The fault loops of srrun and of the live writer share it, so every
+    kill happens the same way: in a child that never returns into the caller, with fresh hit counts.
+    A child still running after ``timeout_s`` is SIGKILLed and :class:`ForkedRunTimeout` raised."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the caller
+        code = 70
+        try:
+            if fault:
+                os.environ[FAULT_ENV] = fault
+            reset_faults()
+            code = call()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise ForkedRunTimeout(f"child hung with {FAULT_ENV}={fault}")
+        time.sleep(poll_s)
