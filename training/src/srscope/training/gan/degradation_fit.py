@@ -247,18 +247,9 @@ class SimRecipe:
             argv = argv[3:]
         if len(argv) == 2:  # the output path is irrelevant here
             argv.append("unused.zarr")
-        parser = _simdataset_parser(simdataset)
-        a = parser.parse_args(argv)
-        randomisation = None
-        if a.emission_nm:
-            from dataclasses import replace
-
-            from srscope.training.data.randomise import Span, defaults_for
-
-            lo, hi = (float(v) for v in a.emission_nm.split(","))
-            randomisation = replace(defaults_for(a.modality), emission_nm=Span(lo, hi))
+        a = simdataset.build_parser().parse_args(argv)
         return cls(a.modality, simdataset.parse_structures(a.structure), a.train, a.val, a.fov, a.seed, a.randomise,
-                   randomisation)
+                   simdataset.randomisation_of(a))
 
     @classmethod
     def from_dataset(cls, path: str | Path) -> SimRecipe:
@@ -317,25 +308,6 @@ class SimRecipe:
                 f"{' --randomise' if self.randomise else ''}"
                 + (f" --emission-nm {self.randomisation.emission_nm.lo:g},{self.randomisation.emission_nm.hi:g}"
                    if self.randomisation is not None else ""))
-
-
-def _simdataset_parser(simdataset):
-    import argparse
-
-    p = argparse.ArgumentParser(prog="simdataset", add_help=False)
-    p.add_argument("modality")
-    p.add_argument("structure")
-    p.add_argument("out")
-    p.add_argument("--train", type=int, default=12)
-    p.add_argument("--val", type=int, default=2)
-    p.add_argument("--test", type=int, default=2)
-    p.add_argument("--fov", type=int, default=512)
-    p.add_argument("--patch", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--randomise", action="store_true")
-    p.add_argument("--percentiles", default="1,99.8")
-    p.add_argument("--emission-nm", default=None)
-    return p
 
 
 def _jsonable(value: Any) -> Any:

@@ -224,7 +224,8 @@ def build_simulated_dataset(out: str | Path, modality: str, structure: str | lis
     return write_dataset(out, splits, attrs, fov_ids)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; :class:`~srscope.training.gan.degradation_fit.SimRecipe` parses recipes with it too."""
     p = argparse.ArgumentParser(prog="python -m srscope.training.gan.simdataset", description=__doc__.splitlines()[0])
     p.add_argument("modality")
     p.add_argument("structure", help="a structure, or several comma-separated (interleaved field by field)")
@@ -241,20 +242,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--emission-nm", metavar="LO,HI",
                    help="with --randomise: the emission band drawn from (default: the modality's, e.g. 450,700); "
                         "a narrower band trains a model for one dye family, whose PSF it can then learn exactly")
-    a = p.parse_args(argv)
+    return p
+
+
+def randomisation_of(args: argparse.Namespace):
+    """The ranges a parsed command line draws its fields from (``None``: the modality's defaults)."""
+    if not args.emission_nm:
+        return None
+    from dataclasses import replace
+
+    from srscope.training.data.randomise import Span, defaults_for
+
+    lo_nm, hi_nm = (float(v) for v in args.emission_nm.split(","))
+    if not 300.0 <= lo_nm <= hi_nm <= 1000.0:
+        raise ValueError(f"--emission-nm {args.emission_nm!r}: need 300 <= LO <= HI <= 1000 (nm)")
+    return replace(defaults_for(args.modality), emission_nm=Span(lo_nm, hi_nm))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         if a.randomise:
             low, high = (float(v) for v in a.percentiles.split(","))
-            randomisation = None
-            if a.emission_nm:
-                from dataclasses import replace
-
-                from srscope.training.data.randomise import Span, defaults_for
-
-                lo_nm, hi_nm = (float(v) for v in a.emission_nm.split(","))
-                if not 300.0 <= lo_nm <= hi_nm <= 1000.0:
-                    raise ValueError(f"--emission-nm {a.emission_nm!r}: need 300 <= LO <= HI <= 1000 (nm)")
-                randomisation = replace(defaults_for(a.modality), emission_nm=Span(lo_nm, hi_nm))
+            randomisation = randomisation_of(a)
             path = build_randomised_dataset(a.out, a.modality, a.structure, n_train=a.train, n_val=a.val,
                                             n_test=a.test, fov=(a.fov, a.fov), patch=a.patch, seed=a.seed,
                                             low=low, high=high, randomisation=randomisation)
