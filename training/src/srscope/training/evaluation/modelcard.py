@@ -190,6 +190,7 @@ def consistency_section(model: Path, card: Any) -> list[str]:
     prov = d.provenance or {}
     recipe = str(prov.get("recipe", "")).removeprefix("simdataset ")
     rows = [f"| `{name}` | {lo:.4g} | {hi:.4g} |" for name, (lo, hi) in d.ranges.items()]
+    fwhm = _second_moment_fwhm(k)
     return [
         "## Consistency check (per-plane score)", "",
         ("The card carries a degradation model (`degradation`, covered by `behaviour_sha256`), so the runtime "
@@ -200,7 +201,7 @@ def consistency_section(model: Path, card: Any) -> list[str]:
          "A plane outside any calibrated range is flagged."), "",
         (f"- **Kernel**: {k.shape[0]}×{k.shape[1]} HR pixels ({px:.1f} nm), ×{d.scale} decimation with input "
          f"pixel i centred at HR i·s + (s−1)/2; fitted on {prov.get('kernel_fitted_on', '?')}; second-moment "
-         f"FWHM {_second_moment_fwhm(k):.2f} HR px ({_second_moment_fwhm(k) * px:.0f} nm)."),
+         f"FWHM {fwhm:.2f} HR px ({fwhm * px:.0f} nm)."),
         (f"- **Calibration**: the model's own outputs for {prov.get('calibrated_on', '?')} "
          f"({prov.get('calibration_planes')} planes; seeds {prov.get('seeds')}); rerun with "
          f"`srtrain calibrate-consistency {model.name} --sim \"{recipe}\"` (only the validation split is "
