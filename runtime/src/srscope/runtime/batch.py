@@ -54,6 +54,7 @@ from srscope.runtime.io.store import (
     sweep_creations,
 )
 from srscope.runtime.io.tiff import refuse_guessed_layout, tiff_job_metadata, write_tiff
+from srscope.runtime.pipeline import run_planes
 from srscope.runtime.pixelsize import check_pixel_size
 from srscope.runtime.planes import Plane, count_planes, iter_planes
 from srscope.runtime.planework import (
@@ -121,6 +122,9 @@ class JobReport:
     #: the per-plane consistency scores stored with the output (``None``: no channel's model
     #: carries a degradation model, so nothing was checked)
     consistency: ConsistencyReport | None = None
+    #: seconds spent reading, enhancing and writing the planes this run computed, summed over
+    #: planes (with overlapped I/O, where the wall time went if nothing had overlapped)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _store_path_for(output: Path, overwrite: bool) -> Path:
@@ -565,8 +569,10 @@ def _provenance(plan: JobPlan, clipped: int, consistency: ConsistencyReport | No
 
 
 def _run_local(task: PlaneTask, pending: list[Plane], on_done: Callable[[PlaneResult], None]) -> None:
-    for plane in pending:
-        on_done(process_plane(task, plane))
+    """This process runs the planes: reading ahead and writing behind on threads unless
+    ``--no-overlap-io`` (see :mod:`srscope.runtime.pipeline`). The :data:`PAUSE_ENV` seam pauses
+    right after the N-th done-marker, where no other plane can be stored meanwhile."""
+    run_planes(task, pending, on_done, overlap=task.options.overlap_io, after_store=_pause_for_tests)
 
 
 def _check_reachable(address: str) -> None:
@@ -643,7 +649,8 @@ def _compute(plan: JobPlan, task: PlaneTask, client: Client | None, pending: lis
             bar.update(1)
             if on_plane is not None:
                 on_plane()
-            _pause_for_tests(len(computed))
+            if client is not None:  # the local loop pauses where it stores (see _run_local)
+                _pause_for_tests(len(computed))
 
         try:
             if client is not None:
@@ -783,9 +790,12 @@ def _run(plan: JobPlan, client: Client | None, *, progress: bool, start: float,
     if clipped:
         notes.append(f"{clipped} output pixel(s) were clipped to the {plan.task.options.dtype} range")
     notes += _consistency_notes(consistency)
+    stages = {"read": sum(r.read_seconds for r in computed), "compute": sum(r.compute_seconds for r in computed),
+              "write": sum(r.write_seconds for r in computed)}
     return JobReport(output=plan.output_path, planes_total=len(planes), planes_computed=len(computed),
                      planes_skipped=len(planes) - len(pending), clipped_pixels=clipped,
-                     seconds=time.perf_counter() - start, warnings=notes, consistency=consistency)
+                     seconds=time.perf_counter() - start, warnings=notes, consistency=consistency,
+                     stage_seconds=stages)
 
 
 __all__ = ["BatchError", "JobPlan", "JobReport", "RunOptions", "check_options", "plan_job", "run_job"]

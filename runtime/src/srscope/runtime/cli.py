@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="ONNX Runtime threads per model session, locally and on each dask worker "
                         "(default: the usable cores)")
+    p.add_argument("--no-overlap-io", dest="overlap_io", action="store_false",
+                   help="run each plane's read, inference and write one after the other, instead of reading "
+                        "ahead and writing behind on background threads (same output; for debugging or timing)")
     p.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32",
                    help="output pixel type; uint16 refuses out-of-range values unless --clip")
     p.add_argument("--clip", action="store_true", help="with --dtype uint16: clip out-of-range values and report how many")
@@ -233,7 +236,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(device=args.device, tile=args.tile if args.tile == "auto" else (args.tile or None), overlap=args.overlap,
                       batch_size=args.batch_size, dtype=args.dtype, clip=args.clip,
                       intensity=args.intensity, intensity_planes=args.intensity_planes,
-                      threads=args.threads, error_map=args.error_map)
+                      threads=args.threads, error_map=args.error_map, overlap_io=args.overlap_io)
 
 
 def _no_suffix_hint(output_path: str) -> str | None:

@@ -36,7 +36,8 @@ class BatchError(UserError):
 @dataclass(frozen=True)
 class RunOptions:
     """Enhancer settings and the output dtype; part of the job identity except ``device``,
-    ``batch_size``, ``clip`` and ``threads`` (they change speed, or refuse, never the values)."""
+    ``batch_size``, ``clip``, ``threads`` and ``overlap_io`` (they change speed, or refuse, never
+    the values)."""
 
     device: str = "auto"
     tile: int | str | None = "auto"
@@ -54,6 +55,11 @@ class RunOptions:
     threads: int | None = None
     #: also store each plane's local consistency error map (:data:`ERROR_MAP_PATH`)
     error_map: bool = False
+    #: the local loop reads the next planes and writes finished ones on background threads while
+    #: ONNX Runtime runs (:mod:`srscope.runtime.pipeline`); ``False`` (``srrun --no-overlap-io``):
+    #: one plane at a time, read → enhance → write, for debugging or comparison. Same values
+    #: either way; dask workers always run their planes one at a time.
+    overlap_io: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,34 @@ class PlaneTask:
 
 @dataclass(frozen=True)
 class PlaneResult:
+    """What a stored plane reports back to the driver (its pixels are already in the store)."""
+
     number: int
     clipped: int
+    #: the plane's own work, read + compute + write (time spent queued between stages not counted,
+    #: so it means the same with and without overlapped I/O)
     seconds: float
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+
+@dataclass
+class EnhancedPlane:
+    """A plane computed but not yet stored: what the enhance stage hands to the write stage.
+
+    It carries everything the write needs (output values, error map, done-marker facts), so the
+    write can run on another thread while the next plane is being enhanced.
+    """
+
+    plane: Plane
+    values: np.ndarray
+    clipped: int
+    #: the done-marker's facts (value range, clipped count, intensity mapping, consistency score)
+    info: dict
+    error_map: np.ndarray | None = None
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
 
 
 # Per-process handles (input array, sessions, output array) for the current run only.
@@ -183,15 +214,23 @@ def to_output_dtype(values: np.ndarray, dtype: str, *, clip: bool, where: str) -
     return np.clip(rounded, info.min, info.max).astype(dtype), n_out
 
 
-def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
-    """Read, super-resolve, convert and store one plane (all pyramid levels), then mark it done."""
-    start = time.perf_counter()
-    where = f"input plane {plane.describe()}"
+def read_plane(task: PlaneTask, plane: Plane) -> np.ndarray:
+    """Read one input plane; NaN/Inf pixels are refused here, before any model sees them."""
     raw = _input(task)(plane.index)
     if np.issubdtype(raw.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(raw)))
         if bad:
-            raise BatchError(f"{where} contains {bad} NaN/Inf pixel(s)")
+            raise BatchError(f"input plane {plane.describe()} contains {bad} NaN/Inf pixel(s)")
+    return raw
+
+
+def enhance_plane(task: PlaneTask, plane: Plane, raw: np.ndarray, *, read_seconds: float = 0.0) -> EnhancedPlane:
+    """Super-resolve, check, score and convert one plane, touching no output (see :func:`store_plane`).
+
+    ``read_seconds``: how long reading ``raw`` took, carried along into the plane's timings.
+    """
+    start = time.perf_counter()
+    where = f"input plane {plane.describe()}"
     model = task.models[plane.channel]
     mapping = None
     enhancer = None
@@ -211,18 +250,45 @@ def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
     score = enhancer.score(raw, result) if enhancer is not None else None
     values, clipped = to_output_dtype(result, task.options.dtype, clip=task.options.clip, where=where)
     info: dict = {}
-    if task.options.error_map:  # before the SR plane: a plane whose SR pixels exist has its map
+    emap = None
+    if task.options.error_map:
         emap = _error_plane(enhancer, raw, result)
-        _error_output(task).write_plane(plane.index, emap)
         if np.isfinite(emap).any():
             info["error_range"] = [float(np.nanmin(emap)), float(np.nanmax(emap))]
-    writer, levels = _output(task)
-    writer.write_plane(plane.index, values, levels=levels)  # with its pyramid levels
     # the stored values' range, so the viewer's contrast window covers level 0 without re-reading it
     info.update({"clipped": clipped, "range": [float(values.min()), float(values.max())]})
     if mapping is not None:
         info["intensity"] = [mapping.offset, mapping.scale]
     if score is not None:
         info["consistency"] = score.as_dict()
-    ProgressRecord(task.store_path).mark_done(plane.number, info)
-    return PlaneResult(plane.number, clipped, time.perf_counter() - start)
+    return EnhancedPlane(plane, values, clipped, info, emap, read_seconds=read_seconds,
+                         compute_seconds=time.perf_counter() - start)
+
+
+def store_plane(task: PlaneTask, enhanced: EnhancedPlane) -> PlaneResult:
+    """Write one enhanced plane (error map, then all pyramid levels), then — only then — mark it done.
+
+    The done-marker is the last step, so a plane killed anywhere before it is simply computed again.
+    """
+    start = time.perf_counter()
+    plane = enhanced.plane
+    if enhanced.error_map is not None:  # before the SR plane: a plane whose SR pixels exist has its map
+        _error_output(task).write_plane(plane.index, enhanced.error_map)
+    writer, levels = _output(task)
+    writer.write_plane(plane.index, enhanced.values, levels=levels)  # with its pyramid levels
+    ProgressRecord(task.store_path).mark_done(plane.number, enhanced.info)
+    write = time.perf_counter() - start
+    return PlaneResult(plane.number, enhanced.clipped, enhanced.read_seconds + enhanced.compute_seconds + write,
+                       read_seconds=enhanced.read_seconds, compute_seconds=enhanced.compute_seconds,
+                       write_seconds=write)
+
+
+def process_plane(task: PlaneTask, plane: Plane) -> PlaneResult:
+    """Read, super-resolve, convert and store one plane (all pyramid levels), then mark it done.
+
+    The three stages one after the other: what a dask worker runs per task, and the local loop
+    with ``overlap_io=False``; :mod:`srscope.runtime.pipeline` runs the same stages overlapped.
+    """
+    start = time.perf_counter()
+    raw = read_plane(task, plane)
+    return store_plane(task, enhance_plane(task, plane, raw, read_seconds=time.perf_counter() - start))
