@@ -10,6 +10,13 @@ cluster of 1 and of 2 single-thread worker processes (workers size ONNX Runtime 
 ``nthreads``), and, for reference, 2 workers told ``threads=2`` each (what every worker did before:
 all cores of the host each). Configurations alternate, repeats are medians; the load average is
 recorded because other work on the host takes cores from the workers.
+
+Overlapped I/O (issue 15): the local loop reading ahead and writing behind on threads vs
+``overlap_io=False`` (one plane at a time), the shipped widefield model on OME-Zarr planes of 512²
+into an OME-Zarr output, through ``run_job`` in this process. The two settings alternate, repeats
+are medians; the per-stage seconds (read, enhance, write, summed over planes) say how much I/O
+there was to hide: at best the overlapped wall time falls to the enhance time alone.
+``python bench/bench_srrun.py --overlap-only`` runs that part alone.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ PLANE_COUNTS = (16, 128)
 #: dask scaling: planes of this edge through the shipped model, each configuration this many times
 DASK_PLANE, DASK_PLANES, DASK_REPEATS = 512, 12, 3
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "widefield-10x0.4-to-20x0.75.onnx"
+#: overlapped I/O: this many planes of this edge, each setting this many times
+OVERLAP_PLANE, OVERLAP_PLANES, OVERLAP_REPEATS = 512, 8, 5
 
 _WRAPPER = (
     "import resource, subprocess, sys, time; t = time.perf_counter(); "
@@ -94,12 +103,14 @@ def run(out_dir: Path) -> dict:
     except ImportError:
         pass
     dask = dask_scaling(work)
+    overlap = overlap_io(work)
     shutil.rmtree(work, ignore_errors=True)
     return {"plane_px": PLANE, "rows": rows,
             "peak_rss_ratio_large_over_small": ratios,
             "dataset_ratio": PLANE_COUNTS[1] / PLANE_COUNTS[0],
-            "note": "peak RSS of the whole srrun process (imports, ONNX Runtime, one plane in flight)",
-            "dask_scaling": dask}
+            "note": "peak RSS of the whole srrun process (imports, ONNX Runtime, at most "
+                    "pipeline.MAX_IN_FLIGHT planes in flight)",
+            "dask_scaling": dask, "overlap_io": overlap}
 
 
 def _cpu_seconds() -> float:
@@ -169,11 +180,70 @@ def dask_scaling(work: Path) -> dict:
             "goal": ">= 1.8 where the host has 2 free cores"}
 
 
+def overlap_io(work: Path) -> dict:
+    """Wall time of one local srrun job with overlapped I/O vs one plane at a time, side by side,
+    for the shipped widefield model and for a small random-weight x2 network (its inference is a
+    fraction of the shipped model's, as on an accelerator, so the I/O weighs far more)."""
+    from srscope.runtime.providers import usable_cores
+
+    models = {"shipped": SHIPPED_MODEL if SHIPPED_MODEL.is_file() else build_test_model(work / "x2.onnx", scale=2),
+              "fast (random-weight x2 test network)": build_test_model(work / "fast_x2.onnx", scale=2)}
+    data = np.random.default_rng(15).integers(100, 3000, (OVERLAP_PLANES, OVERLAP_PLANE, OVERLAP_PLANE))
+    src = write_image(work / "overlap_in.ome.zarr", Image(data.astype(np.uint16), "tyx", (0.325, 0.325)),
+                      overwrite=True)
+    load_before = os.getloadavg()
+    rows = {name: _overlap_pair(src, model, work / "overlap_out.ome.zarr") for name, model in models.items()}
+    return {"planes": OVERLAP_PLANES, "plane_px": OVERLAP_PLANE, "repeats": OVERLAP_REPEATS,
+            "usable_cores": usable_cores(), "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()], "models": rows,
+            "note": "overlapped, the read and the write run beside ONNX Runtime, which uses every usable core: "
+                    "on few (and busy) cores they compete with it for CPU rather than run on idle ones"}
+
+
+def _overlap_pair(src: Path, model: Path, out: Path) -> dict:
+    from srscope.runtime.batch import plan_job, run_job
+    from srscope.runtime.pipeline import MAX_IN_FLIGHT
+    from srscope.runtime.planework import RunOptions
+
+    settings = {"overlap": True, "serial": False}
+    seconds: dict[str, list[float]] = {name: [] for name in settings}
+    stages: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
+    # one untimed run first: page cache, ONNX Runtime's first-session costs
+    run_job(plan_job(src, out, [str(model)], overwrite=True), progress=False)
+    for repeat in range(OVERLAP_REPEATS):
+        for name, overlap in settings.items():
+            plan = plan_job(src, out, [str(model)], options=RunOptions(overlap_io=overlap), overwrite=True)
+            t0 = time.perf_counter()
+            report = run_job(plan, progress=False)
+            seconds[name].append(time.perf_counter() - t0)
+            stages[name].append(report.stage_seconds)
+            print(json.dumps({"model": model.name, "overlap_io": name, "repeat": repeat,
+                              "seconds": round(seconds[name][-1], 2)}), flush=True)
+    shutil.rmtree(out, ignore_errors=True)
+    medians = {name: statistics.median(v) for name, v in seconds.items()}
+    stage_medians = {name: {stage: round(statistics.median(r[stage] for r in runs), 3) for stage in runs[0]}
+                     for name, runs in stages.items()}
+    serial = stage_medians["serial"]
+    return {"model": model.name, "max_planes_in_flight": MAX_IN_FLIGHT,
+            "seconds": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
+            "median_seconds": {k: round(v, 3) for k, v in medians.items()},
+            # summed over the planes of one run: where the time went, stage by stage
+            "median_stage_seconds": stage_medians,
+            "io_share_serial": round((serial["read"] + serial["write"]) / sum(serial.values()), 3),
+            # the best overlap can do: the wall time falls to the serial run's enhance time
+            "best_possible_speedup": round(medians["serial"] / serial["compute"], 3),
+            "speedup_overlap_over_serial": round(medians["serial"] / medians["overlap"], 3)}
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--dask-only"]:  # the scaling part alone: python bench/bench_srrun.py --dask-only
+    parts = {"--dask-only": dask_scaling, "--overlap-only": overlap_io}
+    if len(sys.argv) == 2 and sys.argv[1] in parts:  # one part alone: python bench/bench_srrun.py --overlap-only
         scratch = Path("bench/results/srrun_work")
         scratch.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(dask_scaling(scratch), indent=2))
+        result = parts[sys.argv[1]](scratch)
         shutil.rmtree(scratch, ignore_errors=True)
+        if sys.argv[1] == "--overlap-only":
+            Path("bench/results/bench_srrun_overlap_io.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
     else:
         print(json.dumps(run(Path("bench/results")), indent=2))
