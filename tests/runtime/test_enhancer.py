@@ -14,14 +14,17 @@ from srscope.runtime import (
     default_overlap,
     read_card,
 )
+from srscope.runtime.enhancer import BORDER_CONTEXT_PX, default_border
 from srscope.runtime.synthetic import structured_image
 
 
-def reference_whole_image(model: Path, image: np.ndarray) -> np.ndarray:
+def reference_whole_image(model: Path, image: np.ndarray, border: int | None = None) -> np.ndarray:
     """Whole-image inference written independently of srscope.runtime.tiling and .intensity: mirror-pad
-    by the halo (and up to the size multiple) about the field's edge, one session call, crop, denormalise."""
+    by ``border`` (default: the halo; and up to the size multiple) about the field's edge, one session
+    call, crop, denormalise."""
     card = read_card(model)
-    h, m, s = card.halo_px, card.size_multiple, card.integer_scale
+    h = card.halo_px if border is None else border
+    m, s = card.size_multiple, card.integer_scale
     rows, cols = image.shape
     extra_y = -(-(rows + 2 * h) // m) * m - rows - h
     extra_x = -(-(cols + 2 * h) // m) * m - cols - h
@@ -53,7 +56,7 @@ def test_tiled_matches_whole_image(model_x2: Path, shape: tuple[int, int]) -> No
     enhancer = Enhancer.from_file(model_x2, tile=48, batch_size=3)
     assert enhancer.plan(shape).count > 1, "test must exercise several tiles"
     out = enhancer.enhance(image)
-    ref = reference_whole_image(model_x2, image)
+    ref = reference_whole_image(model_x2, image, enhancer.border)
     assert out.shape == (2 * shape[0], 2 * shape[1]) and out.dtype == np.float32
     assert psnr(out, ref) >= 50.0
 
@@ -143,9 +146,37 @@ def test_shipped_model_tiles_match_whole_image(model: Path) -> None:
     # at the least arithmetic (these halos are >100 px).
     tile = default_overlap(card) + 2 * card.size_multiple
     enhancer = Enhancer.from_file(model, tile=tile, batch_size=2)
-    side = tile - 2 * card.halo_px + 3 * card.size_multiple
+    side = tile - 2 * enhancer.border + 3 * card.size_multiple
     image = structured_image((side, side + 5), seed=12)
     assert enhancer.plan(image.shape).count >= 4
     out = enhancer.enhance(image)
     assert out.shape == (image.shape[0] * card.integer_scale, image.shape[1] * card.integer_scale)
-    assert psnr(out, reference_whole_image(model, image)) >= 50.0
+    assert psnr(out, reference_whole_image(model, image, enhancer.border)) >= 50.0
+
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_default_border_is_thin_where_measured_enough_and_the_full_halo_otherwise() -> None:
+    """Widefield-type cards (halo below the receptive field) get 8 px; confocal → STED keeps its halo."""
+    widefield = read_card(MODELS / "widefield-10x0.4-to-20x0.75.onnx", verify=False)
+    sted = read_card(MODELS / "confocal-to-sted.onnx", verify=False)
+    assert default_border(widefield) == BORDER_CONTEXT_PX == 8 < widefield.halo_px
+    assert default_border(sted) == sted.halo_px == sted.receptive_field_px
+    # congruent to the halo modulo the size multiple: the pooling grid stays where it was
+    assert (widefield.halo_px - default_border(widefield)) % widefield.size_multiple == 0
+    assert default_border(widefield, halo=4) == 4  # never more than the halo asked for
+
+
+def test_thin_border_changes_only_the_outer_ring_of_the_shipped_widefield_model() -> None:
+    model = MODELS / "widefield-10x0.4-to-20x0.75.onnx"
+    card = read_card(model)
+    image = structured_image((160, 168), seed=21)
+    thin = Enhancer.from_file(model, device="cpu", tile=None)
+    full = Enhancer.from_file(model, device="cpu", tile=None, border=card.halo_px)
+    assert thin.border == 8 and thin.plan((1024, 1024)).tile_shape == (1040, 1040)
+    a, b = thin.enhance(image), full.enhance(image)
+    span = float(np.ptp(b))
+    ring = 2 * card.halo_px * card.integer_scale  # 96 HR px
+    assert np.abs(a - b).max() > 1e-3 * span  # the edge did see less mirror
+    assert np.abs(a - b)[ring:-ring, ring:-ring].max() <= 1e-5 * span  # and nothing else moved

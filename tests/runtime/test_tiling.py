@@ -17,35 +17,64 @@ from srscope.runtime.tiling import plan_axis
 
 
 @pytest.mark.parametrize("size", [1, 5, 31, 64, 65, 200, 513, 1000])
-@pytest.mark.parametrize("tile, overlap, halo, multiple", [(64, 16, 4, 4), (48, 24, 7, 8), (512, 40, 12, 8),
-                                                           (32, 0, 0, 1)])
+@pytest.mark.parametrize("tile, overlap, halo, multiple, border", [
+    (64, 16, 4, 4, None), (48, 24, 7, 8, None), (512, 40, 12, 8, None), (32, 0, 0, 1, None),
+    (64, 16, 12, 4, 0), (48, 24, 7, 8, 3), (512, 56, 24, 8, 8)])
 def test_axis_plan_covers_image_with_aligned_equal_tiles(size: int, tile: int, overlap: int, halo: int,
-                                                         multiple: int) -> None:
-    plan = plan_axis(size, tile=tile, overlap=overlap, halo=halo, multiple=multiple)
+                                                         multiple: int, border: int | None) -> None:
+    plan = plan_axis(size, tile=tile, overlap=overlap, halo=halo, multiple=multiple, border=border)
+    edge = halo if border is None else border
+    assert plan.border == edge and plan.halo == halo
     assert plan.tile % multiple == 0
     assert len(plan.starts) == 1 or plan.tile <= tile
     assert all(start % multiple == 0 for start in plan.starts)
     assert plan.starts[0] == 0 and plan.starts[-1] + plan.tile == plan.padded
-    assert plan.pad_after >= halo  # the far border also sees mirrored context
+    assert plan.pad_after >= edge  # the far border also sees mirrored context
+    # Tiled or not, the padded extent is one pass's: the far edge sees the same context either way.
+    assert plan.padded == -(-(size + 2 * edge) // multiple) * multiple
     # Every real pixel lies inside some tile's kept (untrimmed) part.
     kept = np.zeros(plan.padded, dtype=bool)
     last = len(plan.starts) - 1
     for i, start in enumerate(plan.starts):
         kept[start + (plan.trim if i > 0 else 0):start + plan.tile - (plan.trim if i < last else 0)] = True
-    assert kept[halo:halo + size].all()
+    assert kept[edge:edge + size].all()
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3])
-def test_blend_weights_sum_to_one_over_the_image(scale: int) -> None:
-    plan = plan_axis(300, tile=64, overlap=24, halo=5, multiple=4)
+@pytest.mark.parametrize("border", [None, 0, 2])
+def test_blend_weights_sum_to_one_over_the_image(scale: int, border: int | None) -> None:
+    plan = plan_axis(300, tile=64, overlap=24, halo=5, multiple=4, border=border)
     assert len(plan.starts) > 2
     total = np.zeros(plan.padded * scale)
     for i, start in enumerate(plan.starts):
         w = plan.weights(i, scale)
         assert w.min() >= 0 and w.max() <= 1
         total[start * scale:start * scale + w.size] += w
-    real = total[plan.halo * scale:(plan.halo + plan.size) * scale]
+    real = total[plan.border * scale:(plan.border + plan.size) * scale]
     np.testing.assert_allclose(real, 1.0, atol=1e-6)
+
+
+def test_small_border_keeps_the_inter_tile_halo_and_pads_only_the_edges() -> None:
+    """The image-edge border and the inter-tile halo are separate: shrinking one leaves the other."""
+    full = TilePlan.for_image((1024, 1024), tile=None, overlap=56, halo=24, multiple=8, scale=2)
+    edge8 = TilePlan.for_image((1024, 1024), tile=None, overlap=56, halo=24, multiple=8, scale=2, border=8)
+    assert full.tile_shape == (1072, 1072) and edge8.tile_shape == (1040, 1040)
+    assert round(edge8.computed_fraction, 4) == round((1040 / 1024) ** 2, 4)
+    tiled = TilePlan.for_image((1024, 1024), tile=512, overlap=56, halo=24, multiple=8, scale=2, border=8)
+    assert tiled.y.trim == 24 and tiled.y.border == 8  # seams still discard the full halo
+    # A last tile flush with the padded end overlaps its neighbour by more, and discards the extra.
+    flush = plan_axis(1001, tile=512, overlap=56, halo=24, multiple=8, border=8)
+    assert flush.starts == (0, 328, 640) and flush.padded == 1024
+    assert flush.lead(1) == 24 and flush.lead(2) == 24 + (328 + 384 - 640 - 56)
+    total = np.zeros(flush.padded)
+    for i, start in enumerate(flush.starts):
+        total[start:start + flush.tile] += flush.weights(i, 1)
+    np.testing.assert_allclose(total[8:8 + 1001], 1.0, atol=1e-6)  # complementary: no renormalising
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    padded = TilePlan.for_image(image.shape, tile=None, overlap=0, halo=5, multiple=4, scale=1, border=1).pad(image)
+    assert padded.shape == (8, 8)  # 1 + 3 + 4 rows: one mirrored row before, the rest up to the multiple
+    np.testing.assert_array_equal(padded[1:4, 1:5], image)
+    np.testing.assert_array_equal(padded[0, 1:5], image[0])  # mirrored about the field's edge
 
 
 def test_small_image_is_one_tile_not_a_full_size_tile() -> None:
@@ -80,10 +109,10 @@ def seam_mask(enhancer: Enhancer, shape: tuple[int, int], band: int) -> np.ndarr
     plan, s = enhancer.plan(shape), enhancer.scale
     mask = np.zeros((shape[0] * s, shape[1] * s), dtype=bool)
     for axis, ap in ((0, plan.y), (1, plan.x)):
-        for start in ap.starts[1:]:
+        for index, start in enumerate(ap.starts[1:], 1):
             # The blend/handover zone of this boundary, in output coordinates of the real image.
-            lo = (start + ap.trim - ap.halo) * s - band
-            hi = (start + ap.trim + ap.ramp - ap.halo) * s + band
+            lo = (start + ap.lead(index) - ap.border) * s - band
+            hi = (start + ap.lead(index) + ap.ramp - ap.border) * s + band
             sl = slice(max(lo, 0), max(hi, 0))
             if axis == 0:
                 mask[sl, :] = True
@@ -92,8 +121,18 @@ def seam_mask(enhancer: Enhancer, shape: tuple[int, int], band: int) -> np.ndarr
     return mask
 
 
-def whole_image(path: Path, image: np.ndarray) -> np.ndarray:
-    return Enhancer.from_file(path, tile=None).enhance(image)
+def whole_image(path: Path, image: np.ndarray, border: int | None = None) -> np.ndarray:
+    return Enhancer.from_file(path, tile=None, border=border).enhance(image)
+
+
+@pytest.mark.parametrize("border", [0, 1, 3])
+def test_tiles_match_whole_image_with_a_border_smaller_than_the_halo(model_x2: Path, border: int) -> None:
+    """A thin image-edge border changes the edges, never the seams: tiled still equals whole-image."""
+    image = structured_image((150, 203), seed=13)
+    tiled = Enhancer.from_file(model_x2, tile=48, batch_size=3, border=border)
+    plan = tiled.plan(image.shape)
+    assert plan.count > 4 and plan.y.border == border and plan.y.trim == tiled.halo > border
+    np.testing.assert_allclose(tiled.enhance(image), whole_image(model_x2, image, border), rtol=0, atol=1e-2)
 
 
 def test_no_seam_in_difference_map_with_exact_halo(model_x2: Path) -> None:

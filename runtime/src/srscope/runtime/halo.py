@@ -74,17 +74,20 @@ def calibrate_halo(model: str | Path, *, receptive_field_px: int | None = None,
     """Smallest candidate halo whose small-tile output is within ``target_psnr_db`` of whole-image output.
 
     Tiles are made as small as the halo allows, so the image has many tile borders; a halo that
-    passes here passes with the runtime's larger default tiles too.
+    passes here passes with the runtime's larger default tiles too. Whole and tiled runs share one
+    image-edge border (the receptive field, so the edge is as faithful as it gets): the halo is
+    what *seams* need, and only seams may differ between the two; the edge's own context is
+    :func:`srscope.runtime.enhancer.default_border`'s business.
     """
-    whole = Enhancer.from_file(model, tile=None)
-    card = whole.card
+    card = read_card(model)
     limit = receptive_field_px if receptive_field_px is not None else (card.receptive_field_px or card.halo_px)
+    whole = Enhancer.from_file(model, tile=None, border=limit)
     images = calibration_images(card, round_up(side, card.size_multiple))
     references = [whole.enhance(image) for image in images]
     results: dict[int, float] = {}
     for halo in [h for h in CANDIDATES if h < limit] + [limit]:
         tile = round_up(default_overlap(card, halo) + 8 * card.size_multiple, card.size_multiple)
-        tiled = Enhancer.from_file(model, tile=tile, halo=halo)
+        tiled = Enhancer(whole.session, card, whole.info, tile=tile, halo=halo, border=limit)
         results[halo] = min(psnr_db(ref, tiled.enhance(img)) for ref, img in zip(references, images))
         if results[halo] >= target_psnr_db:
             return HaloCalibration(halo, limit, target_psnr_db, results)

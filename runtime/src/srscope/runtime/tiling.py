@@ -9,12 +9,18 @@ overlap with a raised-cosine window whose two halves sum to one, so seams vanish
 
 Geometry rules (all in *input* pixels along one axis):
 
-* the image is mirror-padded by ``halo`` on both sides (:data:`BORDER_MODE`), so border pixels
+* the image is mirror-padded by ``border`` on both sides (:data:`BORDER_MODE`), so border pixels
   see plausible context instead of the network's zero padding, exactly as whole-image inference
-  in srscope does;
+  in srscope does. ``border`` (the *image-edge context*) is separate from ``halo`` (the
+  *inter-tile context* discarded where a tile meets its neighbour): between tiles the output must
+  reproduce whole-image output, which takes the card's calibrated halo; at the image's own edge
+  there is no true context to reproduce, only a mirror to keep the network off its zero padding,
+  and for most models a few pixels of mirror do that (the Enhancer's default and its measurement:
+  :func:`srscope.runtime.enhancer.default_border`);
 * every tile has the same length (a multiple of ``size_multiple``) so tiles batch together;
 * tile starts are multiples of ``size_multiple``: a U-Net's pooling grid then lines up with the
-  whole-image pooling grid, which is what makes tiled output equal whole-image output;
+  whole-image pooling grid, which is what makes tiled output equal whole-image output; the last
+  tile ends where one pass's padded image ends, so both see the same far edge;
 * tiles are spread evenly (the tile is shrunk to the smallest size that covers the image with the
   fewest tiles), so an image a little larger than one tile does not pay for two full tiles.
 """
@@ -47,10 +53,15 @@ def round_up(value: int, multiple: int) -> int:
 
 @dataclass(frozen=True)
 class AxisPlan:
-    """Tiling of one axis. ``starts`` are tile starts in padded coordinates."""
+    """Tiling of one axis. ``starts`` are tile starts in padded coordinates.
+
+    ``border`` mirrored pixels precede the image (``pad_after`` follow it, at least ``border``);
+    ``halo`` is the context a tile discards (``trim``) on a side that faces a neighbour.
+    """
 
     size: int
     halo: int
+    border: int
     pad_after: int
     tile: int
     starts: tuple[int, ...]
@@ -59,21 +70,36 @@ class AxisPlan:
 
     @property
     def padded(self) -> int:
-        return self.size + self.halo + self.pad_after
+        return self.size + self.border + self.pad_after
+
+    def lead(self, index: int) -> int:
+        """Input pixels tile ``index`` discards before its rising blend ramp (0 for the first tile).
+
+        ``trim`` for every tile but the last, which sits flush with the padded end and so overlaps
+        its neighbour by more than ``overlap``: it discards the extra too, which puts its ramp
+        exactly under its neighbour's falling ramp (the two still sum to one).
+        """
+        if index == 0:
+            return 0
+        if index < len(self.starts) - 1:
+            return self.trim
+        shared = self.starts[-2] + self.tile - self.starts[-1]
+        return self.trim + shared - (2 * self.trim + self.ramp)
 
     def weights(self, index: int, scale: int) -> np.ndarray:
         """Blend weights of tile ``index`` in output pixels (length ``tile * scale``).
 
-        Sides facing a neighbour are zero over the trimmed halo then ramp up; sides at the image
-        border stay at one (their outer part lies in padding and is cropped anyway).
+        Sides facing a neighbour are zero over the discarded :meth:`lead` (at least the trimmed
+        halo) then ramp up; sides at the image border stay at one (their outer part lies in
+        padding and is cropped anyway).
         """
         length = self.tile * scale
         if len(self.starts) == 1:
             return np.ones(length, dtype=np.float32)
-        edge = _edge_window(length, self.trim * scale, self.ramp * scale)
         ones = np.ones(length, dtype=np.float32)
-        rising = edge if index > 0 else ones
-        falling = edge[::-1] if index < len(self.starts) - 1 else ones
+        rising = _edge_window(length, self.lead(index) * scale, self.ramp * scale) if index > 0 else ones
+        falling = (_edge_window(length, self.trim * scale, self.ramp * scale)[::-1]
+                   if index < len(self.starts) - 1 else ones)
         # A product (not an overwrite) keeps weights positive even when a very short tile's two
         # ramps overlap; the weight-sum normalisation absorbs the non-complementary part.
         return rising * falling
@@ -94,14 +120,19 @@ def _raised_cosine(n: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
 
 
-def plan_axis(size: int, *, tile: int | None, overlap: int, halo: int, multiple: int) -> AxisPlan:
-    """Place tiles along an axis of ``size`` input pixels; ``tile=None`` means one tile."""
+def plan_axis(size: int, *, tile: int | None, overlap: int, halo: int, multiple: int,
+              border: int | None = None) -> AxisPlan:
+    """Place tiles along an axis of ``size`` input pixels; ``tile=None`` means one tile.
+
+    ``border`` (default: ``halo``) mirrored pixels pad each end, the far end up to the size multiple.
+    """
+    border = halo if border is None else border
     if size < 1:
         raise TilingError(f"cannot tile an axis of length {size}")
-    if halo < 0 or overlap < 0 or multiple < 1:
-        raise TilingError(f"invalid halo={halo} overlap={overlap} size_multiple={multiple}")
+    if halo < 0 or border < 0 or overlap < 0 or multiple < 1:
+        raise TilingError(f"invalid halo={halo} border={border} overlap={overlap} size_multiple={multiple}")
     overlap = round_up(overlap, multiple)
-    needed = size + 2 * halo
+    needed = size + 2 * border
     single = round_up(needed, multiple)
     if tile is None or single <= tile:
         length, starts = single, (0,)
@@ -115,11 +146,15 @@ def plan_axis(size: int, *, tile: int | None, overlap: int, halo: int, multiple:
         count = math.ceil((needed - overlap) / max_step)
         step = round_up(math.ceil((needed - overlap) / count), multiple)
         length = step + overlap
-        starts = tuple(i * step for i in range(count))
-    total = starts[-1] + length
+        # The last tile ends flush with the one-pass padded extent (both are size multiples), so
+        # tiles see beyond the far edge exactly what one pass sees: ``border`` mirrored pixels, the
+        # mirror's continuation up to the size multiple, then the network's own zero padding. With a
+        # border thinner than the halo, any other end would change the far edge's output.
+        starts = (*(i * step for i in range(count - 1)), single - length)
+    total = single
     trim = min(halo, overlap // 2)
-    return AxisPlan(size=size, halo=halo, pad_after=total - size - halo, tile=length, starts=starts,
-                    trim=trim, ramp=overlap - 2 * trim)
+    return AxisPlan(size=size, halo=halo, border=border, pad_after=total - size - border, tile=length,
+                    starts=starts, trim=trim, ramp=overlap - 2 * trim)
 
 
 #: Computed fraction (network input pixels per image pixel) the automatic tile choice aims to stay
@@ -128,7 +163,7 @@ TARGET_COMPUTED_FRACTION = 1.1
 
 
 def choose_tile(shape: tuple[int, int], *, overlap: int, halo: int, multiple: int, max_pixels_per_call: int,
-                batch: int = 1) -> int | None:
+                batch: int = 1, border: int | None = None) -> int | None:
     """The tile edge whose real plan computes the fewest pixels within a memory budget.
 
     Why not a fixed 512: the overlap (both halos plus the blend ramp) is paid once per tile edge,
@@ -138,18 +173,20 @@ def choose_tile(shape: tuple[int, int], *, overlap: int, halo: int, multiple: in
     real (the plan, not a formula, decides: tile starts snap to the size multiple) and the one with
     the lowest :attr:`TilePlan.computed_fraction` whose call fits ``max_pixels_per_call`` input
     pixels — ``min(batch, tiles)`` tiles run per call — wins; ties go to the larger tile (fewer
-    calls). Small frames cannot reach :data:`TARGET_COMPUTED_FRACTION` at all: their border halo
-    alone exceeds it, and one pass is what they get.
+    calls). Small frames may not reach :data:`TARGET_COMPUTED_FRACTION` at all (their mirrored
+    border alone exceeds it), and one pass is what they get. ``border``: as in :func:`plan_axis`.
     """
     if max_pixels_per_call < 1:
         raise TilingError(f"max_pixels_per_call must be positive, not {max_pixels_per_call}")
-    whole = TilePlan.for_image(shape, tile=None, overlap=overlap, halo=halo, multiple=multiple, scale=1)
+    whole = TilePlan.for_image(shape, tile=None, overlap=overlap, halo=halo, multiple=multiple, scale=1,
+                               border=border)
     if whole.y.tile * whole.x.tile <= max_pixels_per_call:
         return None
     best: tuple[float, int] | None = None
     smallest = round_up(overlap, multiple) + multiple
     for tile in range(smallest, max(whole.tile_shape) + 1, multiple):
-        plan = TilePlan.for_image(shape, tile=tile, overlap=overlap, halo=halo, multiple=multiple, scale=1)
+        plan = TilePlan.for_image(shape, tile=tile, overlap=overlap, halo=halo, multiple=multiple, scale=1,
+                                  border=border)
         if min(batch, plan.count) * plan.y.tile * plan.x.tile > max_pixels_per_call:
             continue
         key = (round(plan.computed_fraction, 9), -tile)
@@ -170,11 +207,12 @@ class TilePlan:
 
     @classmethod
     def for_image(cls, shape: tuple[int, int], *, tile: int | None, overlap: int, halo: int,
-                  multiple: int, scale: int) -> TilePlan:
+                  multiple: int, scale: int, border: int | None = None) -> TilePlan:
+        """The plan for ``shape``; ``border`` (default ``halo``) mirrored pixels pad the image's edges."""
         if scale < 1:
             raise TilingError(f"scale must be a positive integer, not {scale}")
-        return cls(y=plan_axis(shape[0], tile=tile, overlap=overlap, halo=halo, multiple=multiple),
-                   x=plan_axis(shape[1], tile=tile, overlap=overlap, halo=halo, multiple=multiple),
+        return cls(y=plan_axis(shape[0], tile=tile, overlap=overlap, halo=halo, multiple=multiple, border=border),
+                   x=plan_axis(shape[1], tile=tile, overlap=overlap, halo=halo, multiple=multiple, border=border),
                    scale=scale)
 
     @property
@@ -191,7 +229,8 @@ class TilePlan:
         return self.count * self.y.tile * self.x.tile / (self.y.size * self.x.size)
 
     def pad(self, image: np.ndarray) -> np.ndarray:
-        return np.pad(image, ((self.y.halo, self.y.pad_after), (self.x.halo, self.x.pad_after)), mode=BORDER_MODE)
+        return np.pad(image, ((self.y.border, self.y.pad_after), (self.x.border, self.x.pad_after)),
+                      mode=BORDER_MODE)
 
     def tiles(self, padded: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(iy, ix, view)`` for every tile of the padded image, row by row."""
@@ -225,10 +264,10 @@ class Blender:
         self._pending = {(iy, ix) for iy in range(len(plan.y.starts)) for ix in range(len(plan.x.starts))}
 
     @staticmethod
-    def _overlap(start: int, length: int, halo: int, size: int) -> tuple[slice, slice]:
+    def _overlap(start: int, length: int, border: int, size: int) -> tuple[slice, slice]:
         """(slice in the tile, slice in the cropped output) of a tile's span over real pixels."""
-        lo, hi = max(start, halo), min(start + length, halo + size)
-        return slice(lo - start, max(hi, lo) - start), slice(lo - halo, max(hi, lo) - halo)
+        lo, hi = max(start, border), min(start + length, border + size)
+        return slice(lo - start, max(hi, lo) - start), slice(lo - border, max(hi, lo) - border)
 
     def add(self, iy: int, ix: int, tile_out: np.ndarray) -> None:
         s = self.plan.scale
@@ -241,12 +280,12 @@ class Blender:
         if self._single:
             # Cropped and copied now: the caller may reuse ``tile_out``'s buffer for its next batch.
             py, px = self.plan.y, self.plan.x
-            self._out = np.array(tile_out[py.halo * s:(py.halo + py.size) * s, px.halo * s:(px.halo + px.size) * s],
-                                 dtype=np.float32, order="C")
+            self._out = np.array(tile_out[py.border * s:(py.border + py.size) * s,
+                                          px.border * s:(px.border + px.size) * s], dtype=np.float32, order="C")
             return
         py, px = self.plan.y, self.plan.x
-        ty, oy = self._overlap(py.starts[iy] * s, th * s, py.halo * s, py.size * s)
-        tx, ox = self._overlap(px.starts[ix] * s, tw * s, px.halo * s, px.size * s)
+        ty, oy = self._overlap(py.starts[iy] * s, th * s, py.border * s, py.size * s)
+        tx, ox = self._overlap(px.starts[ix] * s, tw * s, px.border * s, px.size * s)
         # Weighted in place: one temporary per tile, no full-frame ones.
         weighted = np.multiply(tile_out[ty, tx], self._wy[iy][ty, None], dtype=np.float32)
         weighted *= self._wx[ix][None, tx]
@@ -264,7 +303,7 @@ class Blender:
             total = np.zeros(ap.padded * s, dtype=np.float32)
             for start, w in zip(ap.starts, weights):
                 total[start * s:start * s + w.size] += w
-            total = total[ap.halo * s:(ap.halo + ap.size) * s]
+            total = total[ap.border * s:(ap.border + ap.size) * s]
             if not np.allclose(total, 1.0, rtol=0, atol=1e-6):
                 out *= (1.0 / total)[:, None] if axis == 0 else (1.0 / total)[None, :]
         return out
