@@ -90,6 +90,70 @@ class IntensityRule:
             raise ModelCardError(f"intensity percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}")
 
 
+#: How a feature enters the domain model's space (:class:`DomainModel`): ``log`` for positive
+#: magnitudes (errors, noise, gain), ``log1m`` for correlations near 1 (``log(1 − r)``), ``logeps``
+#: for fractions that are often 0 (``log(x + 0.001)``), ``identity`` for what is already a log.
+DOMAIN_TRANSFORMS = ("identity", "log", "log1m", "logeps")
+
+
+@dataclass(frozen=True)
+class DomainModel:
+    """Where in-domain planes lie in the space of the consistency features, jointly.
+
+    Per-feature ranges miss a plane whose features are each typical but whose *combination* is not
+    (a blurred but bright plane, a sparse but noisy one). This keeps the calibration planes
+    themselves: each feature transformed (``transforms``, :data:`DOMAIN_TRANSFORMS`) and
+    standardised (``(x − center) / spread``: the calibration mean and standard deviation), as
+    ``reference`` vectors. A plane's novelty is its mean distance to its ``k`` nearest references
+    (a k-nearest-neighbour density test, which assumes no distribution shape: the in-domain set is a
+    mixture of specimens, cameras and optics); ``threshold`` is that distance's
+    ``provenance['quantile']`` percentile over the calibration planes, each left out in turn.
+    """
+
+    features: tuple[str, ...]
+    transforms: tuple[str, ...]
+    center: tuple[float, ...]
+    spread: tuple[float, ...]
+    reference: tuple[tuple[float, ...], ...]
+    k: int
+    threshold: float
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        if not n or len(self.transforms) != n or len(self.center) != n or len(self.spread) != n:
+            raise ModelCardError("domain model: features, transforms, center and spread must have one entry each")
+        if any(t not in DOMAIN_TRANSFORMS for t in self.transforms):
+            raise ModelCardError(f"domain model transforms must be among {DOMAIN_TRANSFORMS}")
+        ref = np.asarray(self.reference, dtype=np.float64)
+        if ref.ndim != 2 or ref.shape[1] != n or ref.shape[0] <= self.k or self.k < 1:
+            raise ModelCardError(f"domain model needs more than k={self.k} reference vectors of {n} features")
+        if not (np.all(np.isfinite(ref)) and np.all(np.asarray(self.spread) > 0)
+                and np.isfinite(self.threshold) and self.threshold > 0):
+            raise ModelCardError("domain model reference, spread and threshold must be finite and positive")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DomainModel:
+        data = dict(raw)
+        for name in ("features", "transforms"):
+            data[name] = tuple(str(v) for v in data[name])
+        for name in ("center", "spread"):
+            data[name] = tuple(float(v) for v in data[name])
+        data["reference"] = tuple(tuple(float(v) for v in row) for row in data["reference"])
+        data["k"], data["threshold"] = int(data["k"]), float(data["threshold"])
+        return cls(**data)
+
+
+#: Degradation-model fields added after cards were first shipped, with the value that reproduces
+#: the older cards' behaviour; at that value they are left out of the behaviour checksum, so those
+#: cards still verify.
+DEGRADATION_ADDITIONS: dict[str, Any] = {"error_window": "gaussian", "domain": None}
+#: Local-error windows: ``gaussian`` (σ on the input grid) or ``binned`` (the squared residual
+#: averaged over 2 × 2 input pixels, then a Gaussian of σ/2 on that grid: the same window to within
+#: a few percent of its width, on a quarter of the pixels).
+ERROR_WINDOWS = ("gaussian", "binned")
+
+
 @dataclass(frozen=True)
 class DegradationModel:
     """The output → input degradation and the calibrated in-domain ranges of the consistency score.
@@ -115,6 +179,10 @@ class DegradationModel:
     #: input pixels ignored at each border (the output's border is padding-dominated)
     border_px: int = 4
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: how the local error is windowed (:data:`ERROR_WINDOWS`; cards before it: ``gaussian``)
+    error_window: str = "gaussian"
+    #: the joint in-domain model of the features (:class:`DomainModel`); ``None``: ranges only
+    domain: DomainModel | None = None
 
     def __post_init__(self) -> None:
         if int(self.scale) != self.scale or self.scale < 1:
@@ -131,6 +199,8 @@ class DegradationModel:
                 raise ModelCardError(f"degradation range {name!r} must be finite [lo, hi], got {bounds!r}")
         if self.error_sigma_px <= 0 or self.border_px < 0:
             raise ModelCardError("degradation error_sigma_px must be > 0 and border_px >= 0")
+        if self.error_window not in ERROR_WINDOWS:
+            raise ModelCardError(f"degradation error_window must be one of {ERROR_WINDOWS}, not {self.error_window!r}")
 
     @property
     def kernel_array(self) -> np.ndarray:
@@ -142,6 +212,8 @@ class DegradationModel:
             data = dict(raw)
             data["kernel"] = tuple(tuple(float(v) for v in row) for row in data["kernel"])
             data["ranges"] = {str(k): (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
+            if data.get("domain") is not None:
+                data["domain"] = DomainModel.from_dict(data["domain"])
             return cls(**data)
         except (TypeError, KeyError, IndexError) as exc:
             raise ModelCardError(f"model card degradation field has the wrong shape: {exc}") from None
@@ -295,6 +367,9 @@ def behaviour_checksum(card: ModelCard) -> str:
     raw = dataclasses.asdict(card)
     covered = {name: raw[name] for name in BEHAVIOUR_FIELDS}
     covered.update({name: raw[name] for name in OPTIONAL_BEHAVIOUR_FIELDS if raw[name] is not None})
+    if covered.get("degradation") is not None:
+        covered["degradation"] = {k: v for k, v in covered["degradation"].items()
+                                  if not (k in DEGRADATION_ADDITIONS and v == DEGRADATION_ADDITIONS[k])}
     canonical = _canonical_numbers(covered)
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -29,21 +29,30 @@ runtime does that for every plane, on the fly, with the degradation the card car
 
 Each feature has an in-domain ``[lo, hi]`` in the card, calibrated on held-out fields at export;
 :func:`score_plane` flags the plane when any feature leaves its range and names them in
-``reasons``. ``score`` is the largest excursion in units of that range's width (negative inside
-every range), so it ranks planes for a ROC.
+``reasons``. Cards calibrated since run 5 also carry a joint **domain model**
+(:class:`~srscope.runtime.card.DomainModel`): the calibration planes' standardised feature
+vectors, against which a plane's k-nearest-neighbour distance is its ``domain`` novelty (reason
+``domain``). It catches combinations no single range does, e.g. the confocal→STED model's input
+with widefield structure at every frequency but a calibrated noise level. ``score`` is the
+largest excursion (ranges: in units of the range's width; domain: in units of its threshold;
+negative inside everything), so it ranks planes for a ROC.
 
 The score costs a few percent of inference on CPU (``bench/bench_consistency.py``): float32,
-a handful of FFTs of input size, one of (at most) a central 512² crop of the input.
+``s² + 1`` FFTs of input size for the re-degradation, one of (at most) a central 512² crop of
+the input for the spectrum, and the local-error window on a 2 × 2-binned grid (the card's
+``error_window``; older cards keep the full-resolution Gaussian they were calibrated with).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import fft as sfft
 from scipy.ndimage import gaussian_filter
-from srscope.runtime.card import DegradationModel
+from srscope.runtime.card import DegradationModel, DomainModel
 from srscope.runtime.errors import UserError
 
 #: Radial bands of the input's power spectrum, as fractions of the Nyquist frequency (edges).
@@ -199,10 +208,17 @@ def _haar_diagonal(lr: np.ndarray) -> np.ndarray:
     return (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) * np.float32(0.5)
 
 
+#: Detail coefficients the noise MAD is taken over at most (a strided sample of larger planes:
+#: the median of 65k samples is within ~0.5 % of the full one, at a fraction of the sort).
+NOISE_SAMPLES = 65_536
+
+
 def noise_sigma(lr: np.ndarray) -> float:
     """Robust noise σ of a plane (counts): the MAD of its finest diagonal Haar detail (the typical,
     background-dominated noise)."""
     d = _haar_diagonal(lr)
+    step = max(1, int(np.sqrt(d.size / NOISE_SAMPLES)))
+    d = d[::step, ::step]
     return float(1.4826 * np.median(np.abs(d - np.median(d))))
 
 
@@ -218,7 +234,9 @@ def _residual(lr: np.ndarray, sr: np.ndarray, model: DegradationModel) -> _Resid
     blurred = redegrade(sr, model, lr.shape)
     b = model.border_px if min(lr.shape) > 4 * model.border_px else 0
     inner = (slice(b, lr.shape[0] - b), slice(b, lr.shape[1] - b))
-    # centred float32 (the means, in float64, taken off first), BLAS dot products
+    # centred float32 (the means, in float64, taken off first), BLAS dot products. The sums stay
+    # accurate enough for the residual sum below: float32 dots lose ~1e-6 relative per term
+    # summed pairwise, and in-domain fits leave 1 − rsp² ≳ 1e-3 of ``syy``.
     xm, ym = float(blurred[inner].mean(dtype=np.float64)), float(lr[inner].mean(dtype=np.float64))
     xc = (blurred[inner] - np.float32(xm)).ravel()
     yc = (lr[inner] - np.float32(ym)).ravel()
@@ -233,15 +251,55 @@ def _residual(lr: np.ndarray, sr: np.ndarray, model: DegradationModel) -> _Resid
     residual += lr
     residual -= np.float32(offset)
     residual /= np.float32(span)
-    inner_res = residual[inner].ravel()
-    rse = float(np.sqrt(np.dot(inner_res, inner_res) / inner_res.size))
+    # the least-squares residual sum of squares, from the sums already taken (no second pass)
+    rss = max(syy - (sxy * sxy / sxx if sxx > 0 else 0.0), 0.0)
+    rse = float(np.sqrt(rss / max(yc.size, 1))) / span
     noise = noise_sigma(lr)
     return _Residual(residual, float(rsp), rse, rse * span, float(gain), float(offset), noise / span, noise_rms(lr))
 
 
-def local_error(residual: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Local RMS of the relative residual in a Gaussian window of ``sigma_px`` input pixels."""
-    return np.sqrt(gaussian_filter(np.square(residual), sigma_px, mode="reflect"))
+def local_error(residual: np.ndarray, sigma_px: float, window: str = "gaussian") -> np.ndarray:
+    """Local RMS of the relative residual in a window of ``sigma_px`` input pixels, on the input grid.
+
+    ``binned`` (the card's :attr:`~srscope.runtime.card.DegradationModel.error_window` since v2 of
+    the check) averages the squared residual over 2 × 2 pixels first and filters that quarter-size
+    grid with σ/2 (σ in input pixels), then repeats each value over its 2 × 2 block: the block
+    adds 1/4 px² of variance per axis to σ² (2.25 px² at σ = 1.5, an effective window 5 % wider)
+    at a quarter of the filtering cost, which is most of the score's budget on large frames. Odd
+    edges repeat their last row/column.
+    """
+    squared = np.square(residual, dtype=np.float32)
+    if window == "gaussian":
+        return np.sqrt(gaussian_filter(squared, sigma_px, mode="reflect"))
+    if window != "binned":
+        raise ConsistencyError(f"unknown local-error window {window!r}")
+    h, w = squared.shape
+    even = np.pad(squared, ((0, h % 2), (0, w % 2)), mode="edge")
+    binned = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2).mean(axis=(1, 3), dtype=np.float32)
+    coarse = np.sqrt(gaussian_filter(binned, sigma_px / 2.0, mode="reflect"))
+    return np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
+
+
+def _error_fraction(residual: np.ndarray, model: DegradationModel) -> float:
+    """The fraction of (border-trimmed) input pixels whose local error exceeds the card's threshold.
+
+    With the ``binned`` window it is counted on the quarter-size grid (each cell stands for its
+    four pixels), so the full-size map is never built for the score.
+    """
+    b = model.border_px if min(residual.shape) > 4 * model.border_px else 0
+    if model.error_window == "binned":
+        squared = np.square(residual, dtype=np.float32)
+        h, w = squared.shape
+        even = np.pad(squared, ((0, h % 2), (0, w % 2)), mode="edge")
+        binned = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2).mean(axis=(1, 3), dtype=np.float32)
+        # compare squared values: no square root over the grid
+        coarse = gaussian_filter(binned, model.error_sigma_px / 2.0, mode="reflect")
+        cb = -(-b // 2)
+        inner = coarse[cb:coarse.shape[0] - cb, cb:coarse.shape[1] - cb]
+        return float(np.count_nonzero(inner > np.float32(model.error_threshold) ** 2)) / max(inner.size, 1)
+    error = local_error(residual, model.error_sigma_px)
+    inner = error[b:error.shape[0] - b, b:error.shape[1] - b]
+    return float(np.count_nonzero(inner > model.error_threshold)) / max(inner.size, 1)
 
 
 def saturation_fraction(lr: np.ndarray) -> float:
@@ -286,15 +344,58 @@ def plane_features(lr_input: np.ndarray, sr_output: np.ndarray, model: Degradati
 
 
 def _features(lr: np.ndarray, res: _Residual, model: DegradationModel) -> dict[str, float]:
-    error = local_error(res.residual, model.error_sigma_px)
-    b = model.border_px if min(lr.shape) > 4 * model.border_px else 0
-    inner = error[b:error.shape[0] - b, b:error.shape[1] - b]
     features = {"rsp": res.rsp, "rse": res.rse,
-                "error_fraction": float(np.count_nonzero(inner > model.error_threshold)) / inner.size,
+                "error_fraction": _error_fraction(res.residual, model),
                 "gain": res.gain, "rse_noise": res.rse / max(res.noise, 1e-9), "noise": res.noise,
                 "saturation": saturation_fraction(lr)}
     features.update(zip(BAND_FEATURES, (float(v) for v in band_snr(lr, res.noise_floor))))
     return features
+
+
+#: The features of the joint domain model (:class:`~srscope.runtime.card.DomainModel`) and how each
+#: enters its space. Saturation stays a range of its own: it is 0 on almost every in-domain plane,
+#: so it has no spread to standardise by, and a saturated plane is wrong whatever else it shows.
+DOMAIN_FEATURES: dict[str, str] = {"rsp": "log1m", "rse": "log", "error_fraction": "logeps", "gain": "identity",
+                                   "rse_noise": "log", "noise": "log", **dict.fromkeys(BAND_FEATURES, "identity")}
+
+
+def _transformed(value: float, transform: str) -> float:
+    if transform == "log":
+        return float(np.log(max(value, 1e-9)))
+    if transform == "log1m":
+        return float(np.log(max(1.0 - value, 1e-6)))
+    if transform == "logeps":
+        return float(np.log(max(value, 0.0) + 1e-3))
+    return float(value)
+
+
+def domain_vector(features: dict[str, float], domain: DomainModel) -> np.ndarray:
+    """A plane's features in the domain model's standardised space (one float64 vector)."""
+    raw = [_transformed(features[name], t) for name, t in zip(domain.features, domain.transforms)]
+    return (np.asarray(raw) - np.asarray(domain.center)) / np.asarray(domain.spread)
+
+
+def knn_distance(vectors: np.ndarray, reference: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:
+    """Mean Euclidean distance of each row of ``vectors`` to its ``k`` nearest rows of ``reference``
+    (``leave_one_out``: ``vectors`` is ``reference``, and each row's own zero distance is skipped).
+
+    Written out (not scikit-learn's ``NearestNeighbors``): the runtime does not depend on
+    scikit-learn for one brute-force query against a few hundred reference vectors.
+    """
+    d2 = (np.square(vectors).sum(1)[:, None] + np.square(reference).sum(1)[None, :]
+          - 2.0 * vectors @ reference.T)
+    d = np.sqrt(np.maximum(d2, 0.0))
+    if leave_one_out:
+        np.fill_diagonal(d, np.inf)
+    kk = min(k, d.shape[1] - (1 if leave_one_out else 0))
+    return np.partition(d, kk - 1, axis=1)[:, :kk].mean(axis=1)
+
+
+def novelty(features: dict[str, float], domain: DomainModel) -> float:
+    """How far outside the calibrated domain a plane lies: its k-NN distance over the card's
+    threshold, minus one (< 0 inside, > 0 flagged: in units of the threshold)."""
+    v = domain_vector(features, domain)[None, :]
+    return float(knn_distance(v, np.asarray(domain.reference), domain.k)[0] / domain.threshold - 1.0)
 
 
 def excursions(features: dict[str, float], model: DegradationModel) -> dict[str, float]:
@@ -320,11 +421,35 @@ def score_plane(lr_input: np.ndarray, sr_output: np.ndarray, model: DegradationM
     res = _residual(lr, sr, model)
     features = _features(lr, res, model)
     exc = excursions(features, model)
+    if model.domain is not None:
+        exc["domain"] = novelty(features, model.domain)
     score = max(exc.values()) if exc else float("-inf")
     reasons = tuple(sorted(name for name, value in exc.items() if value > 0))
     return PlaneScore(rsp=res.rsp, rse=res.rse, rse_counts=res.rse_counts,
                       error_fraction=features["error_fraction"], gain=res.gain, offset=res.offset,
                       score=float(score), flagged=bool(reasons), reasons=reasons, features=features)
+
+
+def with_pixel_size(score: PlaneScore, pixel_size_um: float | Sequence[float] | None, expected_um: float,
+                    ) -> PlaneScore:
+    """``score`` with the plane's own pixel size taken into account, where the caller knows it.
+
+    The pixel features cannot tell a 30 nm confocal bead field from a dim widefield one; the file's
+    pixel size can. A plane whose pixel size differs from the card's by more than the house
+    tolerance (:data:`srscope.runtime.pixelsize.WARN`) gets the reason ``pixel_size``, and its
+    excursion (the difference over the tolerance, minus one) enters ``score``. ``None``: unchanged.
+    """
+    if pixel_size_um is None:
+        return score
+    from srscope.runtime.pixelsize import WARN, check_pixel_size
+
+    check = check_pixel_size(pixel_size_um, expected_um, model="card", ignore=True)
+    excursion = check.relative_difference / WARN - 1.0
+    features = {**score.features, "pixel_size_difference": check.relative_difference}
+    if excursion <= 0:
+        return dataclasses.replace(score, features=features)
+    return dataclasses.replace(score, score=max(score.score, excursion), flagged=True, features=features,
+                               reasons=tuple(sorted({*score.reasons, "pixel_size"})))
 
 
 def local_error_map(lr_input: np.ndarray, sr_output: np.ndarray, model: DegradationModel, *,
@@ -333,7 +458,8 @@ def local_error_map(lr_input: np.ndarray, sr_output: np.ndarray, model: Degradat
     window, of ``(input − matched re-degraded output) / (P99.8 − P1)``. ``trim_border`` drops the
     card's ``border_px`` on each side, as the score does (calibration pools these values)."""
     lr, sr = _checked(lr_input, sr_output, model)
-    error = local_error(_residual(lr, sr, model).residual, model.error_sigma_px).astype(np.float32)
+    error = local_error(_residual(lr, sr, model).residual, model.error_sigma_px,
+                        model.error_window).astype(np.float32, copy=False)
     b = model.border_px if trim_border and min(lr.shape) > 4 * model.border_px else 0
     return error[b:error.shape[0] - b, b:error.shape[1] - b] if b else error
 

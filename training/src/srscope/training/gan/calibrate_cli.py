@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=int, default=None, help="calibration crop edge in input pixels (default 128)")
     parser.add_argument("--margin", type=float, default=None,
                         help="widening of each feature's calibrated range, in units of its spread (default 0.5)")
+    parser.add_argument("--calibration-fields", type=int, default=None,
+                        help="extra held-out fields drawn like the training set, on top of the validation split "
+                             "(default 48; 0: the validation split only)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--remove", action="store_true", help="remove the degradation model (check off)")
 
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from srscope.runtime.card import ModelCardError
 
     from .degradation_fit import (
+        DEFAULT_CALIBRATION_FIELDS,
         DEFAULT_CROP,
         DEFAULT_MARGIN,
         SimRecipe,
@@ -47,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give a DATASET or --sim ARGS (one of them)")
         recipe = SimRecipe.parse(args.sim) if args.sim else SimRecipe.from_dataset(args.dataset)
         model = fit_degradation(args.model, recipe, crop=args.crop or DEFAULT_CROP,
-                                margin=DEFAULT_MARGIN if args.margin is None else args.margin, threads=args.threads)
+                                margin=DEFAULT_MARGIN if args.margin is None else args.margin, threads=args.threads,
+                                calibration_fields=(DEFAULT_CALIBRATION_FIELDS if args.calibration_fields is None
+                                                    else args.calibration_fields))
         path = embed_degradation(args.model, model, args.out)
     except (ValueError, ModelCardError, FileNotFoundError) as exc:
         print(f"srtrain calibrate-consistency: {exc}", file=sys.stderr)
@@ -55,5 +61,6 @@ def run(args: argparse.Namespace) -> int:
     k = model.kernel_array
     print(f"wrote {path}: kernel {k.shape[0]}×{k.shape[1]} HR px (×{model.scale}), local-error threshold "
           f"{model.error_threshold:.4g}, {len(model.ranges)} feature ranges from "
-          f"{model.provenance.get('calibration_planes')} planes")
+          f"{model.provenance.get('calibration_planes')} planes"
+          + (f", domain model of {len(model.domain.reference)} planes (k = {model.domain.k})" if model.domain else ""))
     return 0

@@ -35,14 +35,18 @@ import onnx
 from scipy.optimize import minimize_scalar, nnls
 from srscope.runtime.card import (
     DegradationModel,
+    DomainModel,
     ModelCardError,
     embed_card,
     read_card,
     weights_checksum,
 )
 from srscope.runtime.consistency import (
+    DOMAIN_FEATURES,
     FEATURES,
     MIN_SPREAD,
+    domain_vector,
+    knn_distance,
     local_error_map,
     plane_features,
     redegrade,
@@ -57,6 +61,19 @@ ROWS_PER_PAIR = 12_000
 #: 300000+: 72 widefield, 48 confocal→STED; disjoint from calibration, test and benchmark seeds).
 DEFAULT_MARGIN = 0.5
 DEFAULT_CROP = 128
+#: Neighbours and percentile of the joint domain model (:class:`~srscope.runtime.card.DomainModel`):
+#: chosen on the in-domain tuning fields (seeds 300000+) and out-of-domain tuning examples
+#: (310000+), never on the benchmark's.
+DOMAIN_K = 5
+DOMAIN_QUANTILE = 99.5
+#: Seed offset (from the recipe's seed) of the extra held-out calibration fields, drawn exactly like
+#: the recipe's training fields: between its validation (100000+) and test (200000+) blocks, so
+#: disjoint from every split. The validation split alone is small (6 fields for the STED model).
+CALIBRATION_SEED_OFFSET = 120_000
+#: Extra calibration fields by default (on top of the validation split).
+DEFAULT_CALIBRATION_FIELDS = 48
+#: The local-error window new calibrations use (:data:`srscope.runtime.card.ERROR_WINDOWS`).
+ERROR_WINDOW = "binned"
 
 
 @dataclass(frozen=True)
@@ -185,22 +202,57 @@ def _crops(lr: np.ndarray, crop: int) -> list[np.ndarray]:
             for c in range(0, lr.shape[1] - crop + 1, crop)]
 
 
+def fit_domain(rows: Sequence[dict[str, float]], *, k: int = DOMAIN_K, quantile: float = DOMAIN_QUANTILE,
+               ) -> DomainModel:
+    """The joint domain model of in-domain planes' features ``rows`` (one dict per plane).
+
+    Each feature is standardised by its calibration mean and standard deviation, so that no single
+    feature's units dominate the distance. Not robustly (median, P16–P84): the in-domain
+    distribution of some features is heavy-tailed (the STED model's error in noise units spans
+    decades between empty and bead-rich planes), and a robust spread turns that genuine tail into
+    distances that set a threshold far too loose (on the tuning fields, seeds 300000+/310000+: the
+    STED model on widefield data flagged 5/20 with robust spreads, 13/20 with standard deviations,
+    at the same 1/72 false flags of the widefield model). The threshold is the ``quantile`` of the
+    leave-one-out k-NN distances, i.e. the false-flag rate on fresh in-domain planes is about
+    ``100 − quantile`` %.
+    """
+    names = tuple(DOMAIN_FEATURES)
+    transforms = tuple(DOMAIN_FEATURES[n] for n in names)
+    if len(rows) <= k + 1:
+        raise ValueError(f"the domain model needs more than {k + 1} calibration planes, got {len(rows)}")
+    unit = DomainModel(names, transforms, (0.0,) * len(names), (1.0,) * len(names),
+                       ((0.0,) * len(names),) * (k + 1), k, 1.0)
+    raw = np.stack([domain_vector(r, unit) for r in rows])
+    center = raw.mean(axis=0)
+    spread = np.maximum(raw.std(axis=0), 1e-3)
+    reference = (raw - center) / spread
+    distances = knn_distance(reference, reference, k, leave_one_out=True)
+    threshold = float(np.percentile(distances, quantile))
+    return DomainModel(names, transforms, tuple(float(v) for v in center), tuple(float(v) for v in spread),
+                       tuple(tuple(round(float(v), 4) for v in row) for row in reference), k, threshold,
+                       provenance={"planes": len(rows), "quantile": quantile,
+                                   "standardisation": "mean, standard deviation"})
+
+
 def calibrate(kernel: np.ndarray, scale: int, samples: Sequence[tuple[np.ndarray, np.ndarray]], *,
               margin: float = DEFAULT_MARGIN, error_quantile: float = 99.0,
-              provenance: dict[str, Any] | None = None) -> DegradationModel:
+              provenance: dict[str, Any] | None = None, domain: bool = True) -> DegradationModel:
     """The :class:`DegradationModel` whose ranges cover the ``(lr, model output)`` ``samples``.
 
     ``samples`` are in-domain planes (held-out fields, or crops of them) with the model's outputs.
+    With ``domain`` (and enough planes) the joint :class:`~srscope.runtime.card.DomainModel` is
+    fitted on the same planes.
     """
     if len(samples) < 2:
         raise ValueError("calibration needs at least two in-domain planes")
-    base = _model(kernel, scale)
+    base = dataclasses.replace(_model(kernel, scale), error_window=ERROR_WINDOW)
     errors = [local_error_map(lr, sr, base, trim_border=True).ravel() for lr, sr in samples]
     threshold = float(np.percentile(np.concatenate(errors), error_quantile))
     model = dataclasses.replace(base, error_threshold=max(threshold, 1e-6))
     values = {name: [] for name in FEATURES}
-    for lr, sr in samples:
-        for name, value in plane_features(lr, sr, model).items():
+    rows = [plane_features(lr, sr, model) for lr, sr in samples]
+    for row in rows:
+        for name, value in row.items():
             values[name].append(value)
     ranges = {}
     for name in FEATURES:
@@ -209,7 +261,8 @@ def calibrate(kernel: np.ndarray, scale: int, samples: Sequence[tuple[np.ndarray
         ranges[name] = (float(v.min() - margin * spread), float(v.max() + margin * spread))
     prov = {"calibration_planes": len(samples), "margin": margin, "error_quantile": error_quantile,
             **(provenance or {})}
-    return dataclasses.replace(model, ranges=ranges, provenance=prov)
+    fitted = fit_domain(rows) if domain and len(rows) > 4 * DOMAIN_K else None
+    return dataclasses.replace(model, ranges=ranges, provenance=prov, domain=fitted)
 
 
 def calibration_samples(enhance: Callable[[np.ndarray], np.ndarray], fields: Sequence[Field],
@@ -245,8 +298,10 @@ class SimRecipe:
         argv = shlex.split(text) if isinstance(text, str) else list(text)
         if argv and argv[0] in ("python", "python3") and argv[1:3] == ["-m", "srscope.training.gan.simdataset"]:
             argv = argv[3:]
-        if len(argv) == 2:  # the output path is irrelevant here
-            argv.append("unused.zarr")
+        if argv and argv[0] == "simdataset":  # the form :meth:`describe` writes into a card's provenance
+            argv = argv[1:]
+        if len(argv) == 2 or (len(argv) > 2 and argv[2].startswith("-")):  # no output path: irrelevant here
+            argv.insert(2, "unused.zarr")
         a = simdataset.build_parser().parse_args(argv)
         return cls(a.modality, simdataset.parse_structures(a.structure), a.train, a.val, a.fov, a.seed, a.randomise,
                    simdataset.randomisation_of(a))
@@ -287,8 +342,10 @@ class SimRecipe:
         from srscope.training.data.simulate import simulate_pair
         from srscope.training.gan.simdataset import SPLIT_SEED_BASE, structure_of_field
 
+        if split == "calibration" and n is None:
+            raise ValueError("the calibration block has no size of its own: pass n")
         count = (self.n_val if split == "val" else self.n_train) if n is None else n
-        seed0 = self.seed + SPLIT_SEED_BASE[split]
+        seed0 = self.seed + (CALIBRATION_SEED_OFFSET if split == "calibration" else SPLIT_SEED_BASE[split])
         out = []
         for i in range(first, first + count):
             name = structure_of_field(self.structures, i)
@@ -322,12 +379,14 @@ def _jsonable(value: Any) -> Any:
 
 def fit_degradation(onnx_path: str | Path, recipe: SimRecipe, *, fit_fields: int | None = None,
                     crop: int = DEFAULT_CROP, margin: float = DEFAULT_MARGIN, threads: int | None = None,
-                    ) -> DegradationModel:
-    """Fit the kernel on the recipe's validation pairs and calibrate on the model's outputs for them.
+                    calibration_fields: int = DEFAULT_CALIBRATION_FIELDS) -> DegradationModel:
+    """Fit the kernel on the recipe's validation pairs and calibrate on the model's outputs.
 
     The kernel is a property of the optics (HR → LR), so it is fitted on the ground-truth pairs;
-    the ranges are a property of the model on in-domain data, so they come from its outputs. Both
-    use the validation split (the model never trained on it, and the benchmark never sees it).
+    the ranges and the domain model are a property of the model on in-domain data, so they come
+    from its outputs: for the validation split plus ``calibration_fields`` extra fields drawn like
+    the training set from a block of their own (:data:`CALIBRATION_SEED_OFFSET`). None of them was
+    trained on, and the benchmark never sees them.
     """
     from srscope.runtime.enhancer import Enhancer
 
@@ -339,11 +398,14 @@ def fit_degradation(onnx_path: str | Path, recipe: SimRecipe, *, fit_fields: int
     pairs = [(f.lr, f.hr) for f in fields[:fit_fields]] if fit_fields else [(f.lr, f.hr) for f in fields]
     kernel = fit_kernel(pairs, scale)
     enhancer = Enhancer.from_file(onnx_path, device="cpu", intra_op_threads=threads)
-    samples = calibration_samples(enhancer.enhance, fields, crop)
+    extra = recipe.fields("calibration", n=calibration_fields) if calibration_fields else []
+    samples = calibration_samples(enhancer.enhance, [*fields, *extra], crop)
     seeds = [f.seed for f in fields]
     provenance = {"kernel_fitted_on": f"{len(pairs)} validation LR/HR pairs (NNLS, symmetrised)",
-                  "calibrated_on": f"{len(fields)} validation fields cut into {crop}² input-pixel planes, each enhanced on its own",
-                  "recipe": recipe.describe(), "seeds": [min(seeds), max(seeds)]}
+                  "calibrated_on": f"{len(fields)} validation fields and {len(extra)} held-out calibration fields "
+                                   f"cut into {crop}² input-pixel planes, each enhanced on its own",
+                  "recipe": recipe.describe(), "seeds": [min(seeds), max(seeds)],
+                  **({"calibration_seeds": [extra[0].seed, extra[-1].seed]} if extra else {})}
     return calibrate(kernel, scale, samples, margin=margin, provenance=provenance)
 
 
