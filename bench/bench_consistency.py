@@ -1,13 +1,15 @@
 """Consistency-score benchmark (issue 14): does the per-plane flag separate good planes from bad, and what does it cost?
 
-**(a) Separation.** The shipped widefield v4.0 and confocal→STED v2.0 models score planes through
-the runtime (``Enhancer`` + :func:`srscope.runtime.consistency.score_plane`, the cards' calibrated
-degradation models). Every plane is 128² input pixels.
+**(a) Separation.** The shipped widefield (v4.1) and confocal→STED (v2.0) models score planes
+through the runtime (``Enhancer`` + :func:`srscope.runtime.consistency.score_plane`, the cards'
+calibrated degradation models). Every plane is 128² input pixels.
 
 * **In-domain** (negatives): fresh fields drawn exactly like the models' training sets (512² HR
-  px, their domain randomisation: camera, photons, background, NA ±5 %, emission 450–700 nm,
-  focus error ±2 µm, ...; widefield: the nine training structures in turn; STED: beads), four
-  corner crops of 128² input pixels per field, each enhanced and scored as its own plane.
+  px, the domain randomisation of the recipe in each card: camera, photons, background, NA ±5 %,
+  emission (v4.1: the green band 500–570 nm), focus error ±2 µm, ...; widefield: the nine
+  training structures in turn; STED: beads), four corner crops of 128² input pixels per field,
+  each enhanced and scored as its own plane. The perturbed widefield cases below start from the
+  same draws.
 * **Out-of-domain** (positives), each case scored by the model named:
   - ``sted_model_on_widefield``: widefield fields run through the confocal→STED model;
   - ``defocus_beyond_training``: widefield fields whose LR is defocused by 4 µm (sign random),
@@ -18,7 +20,9 @@ degradation models). Every plane is 128² input pixels.
     band limit (≥ 0.53 µm at NA 0.42) but within the HR one, so the LR shows featureless discs and
     whatever fine structure the output has is invented; widefield model;
   - ``wrong_model_for_channel``: a confocal (STED-channel, 30 nm pixels) bead field run through the
-    widefield model.
+    widefield model;
+  - ``wrong_channel_far_red`` (from run 5): widefield fields of a far-red dye (emission
+    660–720 nm, same camera and objective) through the green-band model: a PSF 1.3× wider.
   Informational, not counted in ``overall``: ``defocus_2um`` (|Δz| = 2 µm, the edge of the trained
   range: in-domain by construction, so a good score should mostly *not* flag it).
 
@@ -70,15 +74,42 @@ LR_SIZE = 128
 TRAINING_FOV = 512
 REPEATS = 3
 OVERHEAD_SIZE = 1024
-COUNTED = ("sted_model_on_widefield", "defocus_beyond_training", "saturated", "pure_noise",
-           "finer_than_lr_band", "wrong_model_for_channel")
+#: The six cases of the first runs; ``wrong_channel_far_red`` (added in run 5) is counted beside them,
+#: and ``overall_first_six`` keeps the earlier runs' pool for comparison.
+FIRST_SIX = ("sted_model_on_widefield", "defocus_beyond_training", "saturated", "pure_noise",
+             "finer_than_lr_band", "wrong_model_for_channel")
+COUNTED = (*FIRST_SIX, "wrong_channel_far_red")
+#: Emission of the far-red case (µm): a Cy5-like dye on the green-band widefield model, same optics.
+FAR_RED_UM = (0.66, 0.72)
+
+
+#: Per modality, the domain randomisation of the model under test, from its card's recipe
+#: (:func:`use_recipes`); the modality's defaults until then. The v4.1 widefield model was trained on
+#: a green dye band (500–570 nm), so its in-domain planes must come from that band, not 450–700 nm.
+RANDOMISATION: dict[str, Any] = {}
+
+
+def use_recipes(*enhancers: Enhancer) -> dict[str, str]:
+    """Draw each model's in-domain fields (and the fields the perturbed cases start from) like its
+    training set: the recipe recorded in its card's degradation provenance."""
+    from srscope.training.gan.degradation_fit import SimRecipe
+
+    used = {}
+    for enhancer in enhancers:
+        recipe_text = (enhancer.card.degradation.provenance or {}).get("recipe") if enhancer.card.degradation else None
+        if recipe_text:
+            recipe = SimRecipe.parse(recipe_text)
+            if recipe.randomisation is not None:
+                RANDOMISATION[recipe.modality] = recipe.randomisation
+            used[enhancer.card.name] = recipe_text
+    return used
 
 
 def _field(modality: str, structure: str, seed: int, fov: int, **extra):
     from srscope.training.data.randomise import defaults_for, draw_field
     from srscope.training.data.simulate import simulate_pair
 
-    draw = draw_field(modality, np.random.default_rng([seed, 1]), defaults_for(modality))
+    draw = draw_field(modality, np.random.default_rng([seed, 1]), RANDOMISATION.get(modality) or defaults_for(modality))
     return simulate_pair(modality, structure, seed=seed, hr_shape=(fov, fov), misregister=draw.misregister,
                          **{**draw.overrides, **extra})
 
@@ -136,6 +167,9 @@ def _case_planes(case: str, index: int) -> np.ndarray:
             return _field("widefield", "fine_gratings", seed, 2 * LR_SIZE).lr
     if case == "wrong_model_for_channel":
         return _field("confocal-sted", "beads", seed, LR_SIZE).lr
+    if case == "wrong_channel_far_red":
+        emission = rng.uniform(*FAR_RED_UM)
+        return _widefield_lr(seed, index, lr__emission_wavelength_um=emission, hr__emission_wavelength_um=emission)
     raise ValueError(case)
 
 
@@ -180,11 +214,15 @@ def separation(widefield: Enhancer, sted: Enhancer, n_in: int, n_ood: int, progr
     for case in COUNTED + ("defocus_2um",):
         enhancer, negatives = (sted, in_sted) if case == "sted_model_on_widefield" else (widefield, in_wf)
         planes = [_scored(enhancer, _case_planes(case, i)) for i in range(n_ood)]
-        cases[case] = {"model": enhancer.card.name, **_summary(planes, negatives), "counted": case in COUNTED}
+        cases[case] = {"model": enhancer.card.name, **_summary(planes, negatives), "counted": case in COUNTED,
+                       "planes_scored": planes}
         if case in COUNTED:
             pooled.extend(planes)
         progress(case)
     negatives = in_wf + in_sted
+    first_six = [p for case in FIRST_SIX for p in cases[case]["planes_scored"]]
+    for case in cases.values():
+        del case["planes_scored"]
     return {
         "in_domain": {"widefield": _summary(in_wf), "confocal-to-sted": _summary(in_sted),
                       "false_flag_rate": sum(p["flagged"] for p in negatives) / len(negatives)},
@@ -193,6 +231,8 @@ def separation(widefield: Enhancer, sted: Enhancer, n_in: int, n_ood: int, progr
                     "detection_rate": sum(p["flagged"] for p in pooled) / len(pooled),
                     "false_flag_rate": sum(p["flagged"] for p in negatives) / len(negatives),
                     "positives": len(pooled), "negatives": len(negatives)},
+        "overall_first_six": {"auc": auc([p["score"] for p in first_six], [n["score"] for n in negatives]),
+                              "detection_rate": sum(p["flagged"] for p in first_six) / len(first_six)},
     }
 
 
@@ -222,6 +262,7 @@ def run(out_dir: Path, *, quick: bool = False, threads: int | None = None, progr
     sted = Enhancer.from_file(sted_model, device="cpu", intra_op_threads=threads)
     if widefield.card.degradation is None or sted.card.degradation is None:
         return {"skipped": "the shipped cards carry no degradation model (srtrain calibrate-consistency)"}
+    recipes = use_recipes(widefield, sted)
     n_in, n_ood = (27, 6) if quick else (180, 30)
     started = time.perf_counter()
 
@@ -235,7 +276,8 @@ def run(out_dir: Path, *, quick: bool = False, threads: int | None = None, progr
                                                  "margin_tuning": "300000+", "tests": "610000+",
                                                  "benchmark_in_domain": IN_DOMAIN_SEED,
                                                  "benchmark_out_of_domain": OOD_SEED},
-                   "models": {"widefield": Path(widefield_model).name, "sted": Path(sted_model).name}},
+                   "models": {"widefield": Path(widefield_model).name, "sted": Path(sted_model).name},
+                   "in_domain_recipes": recipes},
         "separation": separation(widefield, sted, n_in, n_ood, note),
         "targets": {"auc_overall": 0.95, "false_flag_rate": 0.01},
     }
