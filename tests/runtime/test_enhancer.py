@@ -180,3 +180,22 @@ def test_thin_border_changes_only_the_outer_ring_of_the_shipped_widefield_model(
     ring = 2 * card.halo_px * card.integer_scale  # 96 HR px
     assert np.abs(a - b).max() > 1e-3 * span  # the edge did see less mirror
     assert np.abs(a - b)[ring:-ring, ring:-ring].max() <= 1e-5 * span  # and nothing else moved
+
+
+@pytest.mark.parametrize("model_name", ["widefield-10x0.4-to-20x0.75.onnx", "widefield-10x0.4-to-20x0.75-fp16.onnx"])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+def test_fused_whole_image_path_is_bit_identical_to_normalise_pad_run_crop(model_name: str, dtype: type) -> None:
+    """Normalising straight into the bound batch buffer, mirroring in place and denormalising while
+    cropping must compute exactly what the plain steps compute, for float16 models too."""
+    enhancer = Enhancer.from_file(MODELS / model_name, device="cpu", tile=None)
+    image = structured_image((72, 90), seed=22).astype(dtype)
+    plan = enhancer.plan(image.shape)
+    mapping = enhancer.intensity.input_mapping(image)
+    feed = plan.pad(mapping.normalise(image))[None, None].astype(enhancer._input_dtype)
+    raw = enhancer.session.run(None, {enhancer.session.get_inputs()[0].name: feed})[0][0, 0]
+    b, s = enhancer.border, enhancer.scale
+    expected = raw[b * s:(b + 72) * s, b * s:(b + 90) * s].astype(np.float32)
+    expected *= np.float32(mapping.scale)
+    expected += np.float32(mapping.offset)
+    for _ in range(2):  # the second call reuses every buffer
+        np.testing.assert_array_equal(enhancer.enhance(image), expected)

@@ -190,3 +190,20 @@ def test_short_tiles_with_overlapping_ramps_still_match_whole(model_x2: Path) ->
     assert plan.y.ramp > plan.y.tile - 28 and plan.count > 9
     image = structured_image((40, 36), seed=11)
     np.testing.assert_allclose(enhancer.enhance(image), whole_image(model_x2, image), rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 200), (61, 7), (150, 203)])
+@pytest.mark.parametrize("tile, halo, multiple, border", [(None, 4, 4, None), (None, 24, 8, 8), (48, 5, 4, 3),
+                                                         (None, 125, 16, 125), (32, 7, 8, 2)])
+def test_mirror_edges_in_place_equals_pad(shape: tuple[int, int], tile: int | None, halo: int, multiple: int,
+                                          border: int | None) -> None:
+    """The Enhancer mirrors inside its input buffer; that must be numpy.pad's symmetric mode exactly,
+    including borders wider than the image (repeated mirroring)."""
+    image = np.random.default_rng(3).random(shape, dtype=np.float32)
+    plan = TilePlan.for_image(shape, tile=tile, overlap=16, halo=halo, multiple=multiple, scale=2, border=border)
+    buffer = np.full(plan.padded_shape, np.nan, dtype=np.float32)
+    plan.interior(buffer)[...] = image
+    plan.mirror_edges(buffer)
+    np.testing.assert_array_equal(buffer, plan.pad(image))
+    with pytest.raises(TilingError, match="does not match"):
+        plan.mirror_edges(buffer[:-1])

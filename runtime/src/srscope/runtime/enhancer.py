@@ -261,14 +261,21 @@ class Enhancer:
         arrays = [checked_image(im, what=f"image {i}" if len(images) > 1 else "image") for i, im in enumerate(images)]
         plans = [self.plan(a.shape) for a in arrays]
         mappings = [self.intensity.input_mapping(a) for a in arrays]
-        padded = [plan.pad(m.normalise(a)) for plan, m, a in zip(plans, mappings, arrays)]
-        blenders: list[Blender] = [plan.blender() for plan in plans]
+        blenders: list[Blender] = []
+        for plan, m in zip(plans, mappings):
+            out = self.intensity.output_mapping(m)
+            blenders.append(plan.blender(scale=out.scale, offset=out.offset))  # denormalises on the way out
         # Group tiles by shape: frames of one camera share one shape, so they batch together.
-        jobs: dict[tuple[int, int], list[tuple[int, int, int, np.ndarray]]] = defaultdict(list)
-        for frame, (plan, image) in enumerate(zip(plans, padded)):
-            for iy, ix, view in plan.tiles(image):
-                jobs[plan.tile_shape].append((frame, iy, ix, view))
-        total = sum(len(j) for j in jobs.values())
+        jobs: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
+        for frame, plan in enumerate(plans):
+            for iy in range(len(plan.y.starts)):
+                for ix in range(len(plan.x.starts)):
+                    jobs[plan.tile_shape].append((frame, iy, ix))
+        # A frame of several tiles is normalised and mirrored once, when its first tile is stacked,
+        # and dropped after its last; a one-tile frame goes straight into the batch buffer.
+        padded: dict[int, np.ndarray] = {}
+        left = [plan.count for plan in plans]
+        total = sum(left)
         with tqdm(total=total, unit="tile", desc="enhance", disable=not self.progress, leave=False) as bar:
             for (th, tw), group in jobs.items():
                 step = self.batch_size if self.tile != "auto" else max(
@@ -279,14 +286,52 @@ class Enhancer:
                     key = (len(chunk), th, tw)
                     if key not in stacks:
                         stacks[key] = np.empty(key, dtype=self._input_dtype)
-                    batch = np.stack([view for *_, view in chunk], out=stacks[key], casting="same_kind")[:, None]
-                    out = runner.run(batch)  # reused buffer: the blender copies what it keeps
-                    for (frame, iy, ix, _), tile_out in zip(chunk, out):
+                    batch = stacks[key]
+                    for slot, (frame, iy, ix) in zip(batch, chunk):
+                        plan = plans[frame]
+                        if plan.count == 1:
+                            self._normalise_padded_into(slot, plan, mappings[frame], arrays[frame])
+                            continue
+                        if frame not in padded:
+                            padded[frame] = np.empty(plan.padded_shape, dtype=np.float32)
+                            self._normalise_padded_into(padded[frame], plan, mappings[frame], arrays[frame])
+                        y0, x0 = plan.y.starts[iy], plan.x.starts[ix]
+                        np.copyto(slot, padded[frame][y0:y0 + th, x0:x0 + tw], casting="same_kind")
+                        left[frame] -= 1
+                        if not left[frame]:
+                            del padded[frame]
+                    out = runner.run(batch[:, None])  # reused buffer: the blender copies what it keeps
+                    for (frame, iy, ix), tile_out in zip(chunk, out):
                         blenders[frame].add(iy, ix, tile_out[0])
                     bar.update(len(chunk))
-        outputs = [self._denormalise_in_place(b.result(), self.intensity.output_mapping(m))
-                   for b, m in zip(blenders, mappings)]
-        return outputs, mappings
+        return [b.result() for b in blenders], mappings
+
+    def _normalise_padded_into(self, target: np.ndarray, plan: TilePlan, mapping: AffineIntensity,
+                               image: np.ndarray) -> None:
+        """``plan.pad(mapping.normalise(image))`` written into ``target`` (a padded-shape buffer).
+
+        The same float32 arithmetic as :meth:`AffineIntensity.normalise` (``(float32(x) − offset) /
+        scale``), computed straight into the interior of the buffer the network reads, then mirrored
+        in place: no normalised copy, no padded copy, no stacking copy of the frame. A float16
+        model's buffer is filled from a reused float32 scratch, so its input rounds exactly once.
+        """
+        work = target
+        if target.dtype != np.float32:
+            work = self._scratch(target.shape)
+        inner = plan.interior(work)
+        np.subtract(image, np.float32(mapping.offset), out=inner, dtype=np.float32)
+        np.divide(inner, np.float32(mapping.scale), out=inner)
+        plan.mirror_edges(work)
+        if work is not target:
+            np.copyto(target, work, casting="same_kind")
+
+    def _scratch(self, shape: tuple[int, ...]) -> np.ndarray:
+        """This thread's float32 scratch of ``shape`` (float16 models normalise in float32 first)."""
+        self._thread_buffers()
+        scratch = self._buffers.scratch.get(shape)
+        if scratch is None:
+            scratch = self._buffers.scratch[shape] = np.empty(shape, dtype=np.float32)
+        return scratch
 
     @property
     def checks_consistency(self) -> bool:
@@ -319,15 +364,8 @@ class Enhancer:
         """This thread's IO-bound runner and stacking buffers (one ORT session serves many threads)."""
         local = self._buffers
         if not hasattr(local, "runner"):
-            local.runner, local.stacks = BoundRunner(self.session, self.info), {}
+            local.runner, local.stacks, local.scratch = BoundRunner(self.session, self.info), {}, {}
         return local.runner, local.stacks
-
-    @staticmethod
-    def _denormalise_in_place(normalised: np.ndarray, mapping: AffineIntensity) -> np.ndarray:
-        """The output affine applied in place on the blender's fresh array (saves a frame copy)."""
-        normalised *= np.float32(mapping.scale)
-        normalised += np.float32(mapping.offset)
-        return normalised
 
     def enhance_stream(self, frames: Iterable[np.ndarray], *, group: int = 1) -> Iterator[np.ndarray]:
         """Lazily super-resolve a stream of frames, in order.

@@ -228,9 +228,40 @@ class TilePlan:
         """Input pixels pushed through the network per image pixel (1.0 = no overhead)."""
         return self.count * self.y.tile * self.x.tile / (self.y.size * self.x.size)
 
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return self.y.padded, self.x.padded
+
     def pad(self, image: np.ndarray) -> np.ndarray:
         return np.pad(image, ((self.y.border, self.y.pad_after), (self.x.border, self.x.pad_after)),
                       mode=BORDER_MODE)
+
+    def interior(self, padded: np.ndarray) -> np.ndarray:
+        """The view of a :attr:`padded_shape` array where the image itself lies."""
+        return padded[self.y.border:self.y.border + self.y.size, self.x.border:self.x.border + self.x.size]
+
+    def mirror_edges(self, padded: np.ndarray) -> None:
+        """Fill the border of a :attr:`padded_shape` array from its :meth:`interior`, in place.
+
+        The same values as :meth:`pad` (whose own index pattern, on a 1D ``arange``, gives the
+        source of every padded row and column), without a second frame-sized array: the caller
+        writes the normalised image straight into the network's input buffer and mirrors there.
+        """
+        if padded.shape != self.padded_shape:
+            raise TilingError(f"padded buffer {padded.shape} does not match the plan's {self.padded_shape}")
+        ys, xs = (np.pad(np.arange(a.size), (a.border, a.pad_after), mode=BORDER_MODE) + a.border
+                  for a in (self.y, self.x))
+        by, bx, h, w = self.y.border, self.x.border, self.y.size, self.x.size
+        rows = slice(by, by + h)
+        # Columns of the image rows first, then whole rows (columns included): np.pad's axis order.
+        if bx:
+            padded[rows, :bx] = padded[rows][:, xs[:bx]]
+        if bx + w < padded.shape[1]:
+            padded[rows, bx + w:] = padded[rows][:, xs[bx + w:]]
+        if by:
+            padded[:by] = padded[ys[:by]]
+        if by + h < padded.shape[0]:
+            padded[by + h:] = padded[ys[by + h:]]
 
     def tiles(self, padded: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(iy, ix, view)`` for every tile of the padded image, row by row."""
@@ -239,8 +270,8 @@ class TilePlan:
             for ix, x0 in enumerate(self.x.starts):
                 yield iy, ix, padded[y0:y0 + th, x0:x0 + tw]
 
-    def blender(self) -> Blender:
-        return Blender(self)
+    def blender(self, *, scale: float = 1.0, offset: float = 0.0) -> Blender:
+        return Blender(self, scale=scale, offset=offset)
 
 
 class Blender:
@@ -250,10 +281,14 @@ class Blender:
     the outer product of two 1D sums: no full-size weight image is stored. With the complementary
     raised-cosine ramps those sums are exactly one, and the normalising pass is skipped; it runs
     only for unusual geometries (very short tiles whose two ramps overlap).
+
+    ``scale``/``offset``: an output affine (the Enhancer's denormalisation) applied on the way out —
+    for one tile as it is cropped, so a whole-image result costs one frame-sized pass less.
     """
 
-    def __init__(self, plan: TilePlan) -> None:
+    def __init__(self, plan: TilePlan, *, scale: float = 1.0, offset: float = 0.0) -> None:
         self.plan = plan
+        self._affine = None if (scale, offset) == (1.0, 0.0) else (np.float32(scale), np.float32(offset))
         s = plan.scale
         self._single = plan.count == 1
         self._wy = [plan.y.weights(i, s) for i in range(len(plan.y.starts))]
@@ -280,8 +315,13 @@ class Blender:
         if self._single:
             # Cropped and copied now: the caller may reuse ``tile_out``'s buffer for its next batch.
             py, px = self.plan.y, self.plan.x
-            self._out = np.array(tile_out[py.border * s:(py.border + py.size) * s,
-                                          px.border * s:(px.border + px.size) * s], dtype=np.float32, order="C")
+            crop = tile_out[py.border * s:(py.border + py.size) * s, px.border * s:(px.border + px.size) * s]
+            self._out = np.empty(crop.shape, dtype=np.float32)
+            if self._affine is None:
+                np.copyto(self._out, crop)
+            else:  # the copy and the scale in one pass: (float32(x) · scale) + offset, as after blending
+                np.multiply(crop, self._affine[0], out=self._out, dtype=np.float32)
+                self._out += self._affine[1]
             return
         py, px = self.plan.y, self.plan.x
         ty, oy = self._overlap(py.starts[iy] * s, th * s, py.border * s, py.size * s)
@@ -306,6 +346,9 @@ class Blender:
             total = total[ap.border * s:(ap.border + ap.size) * s]
             if not np.allclose(total, 1.0, rtol=0, atol=1e-6):
                 out *= (1.0 / total)[:, None] if axis == 0 else (1.0 / total)[None, :]
+        if self._affine is not None:
+            out *= self._affine[0]
+            out += self._affine[1]
         return out
 
 
