@@ -8,7 +8,8 @@ runs in bioimageio.core, deepImageJ and other BMZ consumers. What it holds, and 
 Weights
     One ONNX file: the card's graph *wrapped* in a few ONNX nodes, weights untouched (same
     initializers, same opset). Before the graph, the input is mirror-padded exactly as srscope's
-    whole-image inference pads it (``numpy.pad(mode="symmetric")`` by ``halo_px`` on both sides,
+    whole-image inference pads it (``numpy.pad(mode="symmetric")`` by the Enhancer's image-edge
+    border, :func:`srscope.runtime.enhancer.default_border`, on both sides,
     plus up to the size multiple at the end, see :mod:`srscope.runtime.tiling`); after it, the
     output is cropped back to ``H·s × W·s``. Without this, a BMZ consumer would run the bare
     graph, whose convolutions zero-pad at the border and whose pooling grid sits ``halo_px``
@@ -189,7 +190,10 @@ def wrap_graph(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
         if vi.name in (src_in, src_out):
             vi.name = core_in if vi.name == src_in else core_out
 
-    h, m, s = card.halo_px, card.size_multiple, card.integer_scale
+    from srscope.runtime.enhancer import default_border
+
+    # the Enhancer's whole-image border (not the inter-tile halo), so the package reproduces srscope
+    h, m, s = default_border(card), card.size_multiple, card.integer_scale
     pre: list[onnx.NodeProto] = []
     post: list[onnx.NodeProto] = []
     counter = iter(range(1_000_000))
