@@ -323,3 +323,10 @@ def test_a_known_pixel_size_flags_a_plane_from_another_magnification(sted, widef
     other = with_pixel_size(score, 0.325, expected)
     assert other.flagged and "pixel_size" in other.reasons and other.score > 1
     assert with_pixel_size(score, None, expected) is score
+
+
+def test_the_enhancer_takes_the_plane_pixel_size_into_its_score(widefield, widefield_fields):
+    lr = widefield_fields[2]
+    out = widefield.enhance(lr)
+    assert widefield.score(lr, out, pixel_size_um=0.325).reasons == widefield.score(lr, out).reasons
+    assert "pixel_size" in widefield.score(lr, out, pixel_size_um=(0.03, 0.03)).reasons

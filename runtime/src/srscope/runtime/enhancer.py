@@ -21,7 +21,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from srscope.runtime.card import AffineIntensity, ModelCard, ModelCardError, read_card
-from srscope.runtime.consistency import PlaneScore, error_map, score_plane
+from srscope.runtime.consistency import (
+    PlaneScore,
+    error_map,
+    score_plane,
+    with_pixel_size,
+)
 from srscope.runtime.imagecheck import checked_image
 from srscope.runtime.intensity import IntensityPolicy, intensity_policy
 from srscope.runtime.providers import (
@@ -338,12 +343,19 @@ class Enhancer:
         """Whether the card carries a degradation model, so planes can be scored (older cards: no)."""
         return self.card.degradation is not None
 
-    def score(self, image: np.ndarray, output: np.ndarray) -> PlaneScore | None:
+    def score(self, image: np.ndarray, output: np.ndarray, *,
+              pixel_size_um: float | Sequence[float] | None = None) -> PlaneScore | None:
         """The consistency score of ``output`` (this enhancer's result for ``image``); ``None``
-        when the card has no degradation model (the check is off for such models)."""
+        when the card has no degradation model (the check is off for such models).
+
+        ``pixel_size_um`` (the plane's own, where the caller knows it) adds the reason
+        ``pixel_size`` when it is off the card's by more than the house tolerance
+        (:func:`srscope.runtime.consistency.with_pixel_size`).
+        """
         if self.card.degradation is None:
             return None
-        return score_plane(image, output, self.card.degradation)
+        score = score_plane(image, output, self.card.degradation)
+        return with_pixel_size(score, pixel_size_um, self.card.input_pixel_size_um)
 
     def error_map(self, image: np.ndarray, output: np.ndarray) -> np.ndarray | None:
         """The local error map on the output grid (:func:`srscope.runtime.consistency.error_map`),
