@@ -44,7 +44,7 @@ test seeds 610000+).
 ``score_plane`` on its output, interleaved repeats, medians, and their ratio (target ≤ 5 %).
 
 Run alone with ``python bench/bench_consistency.py [--quick] [--out bench/results]``; it writes
-``consistency.json``.
+``consistency.json`` (every plane's score included) and ``consistency_roc.png``.
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ def _summary(planes: list[dict[str, Any]], negatives: list[dict[str, Any]] | Non
     out = {"planes": len(planes), "flagged": sum(p["flagged"] for p in planes),
            "flag_rate": sum(p["flagged"] for p in planes) / max(len(planes), 1),
            "median_score": statistics.median(p["score"] for p in planes) if planes else None,
-           "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+           "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+           "scores": [round(float(p["score"]), 5) for p in planes]}
     if negatives is not None:
         out["auc"] = auc([p["score"] for p in planes], [n["score"] for n in negatives])
     return out
@@ -234,6 +235,39 @@ def separation(widefield: Enhancer, sted: Enhancer, n_in: int, n_ood: int, progr
         "overall_first_six": {"auc": auc([p["score"] for p in first_six], [n["score"] for n in negatives]),
                               "detection_rate": sum(p["flagged"] for p in first_six) / len(first_six)},
     }
+
+
+def save_roc(path: Path, separation_result: dict[str, Any]) -> Path:
+    """ROC curves of every case against its model's in-domain planes, and the pooled one (PNG):
+    where the flag threshold (score 0) sits on each curve is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    in_domain = separation_result["in_domain"]
+    negatives_of = {"confocal-to-sted": in_domain["confocal-to-sted"]["scores"],
+                    "widefield-10x0.4-to-20x0.75": in_domain["widefield"]["scores"]}
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    for case, result in separation_result["cases"].items():
+        negatives = np.asarray(negatives_of.get(result["model"], in_domain["widefield"]["scores"]))
+        positives = np.asarray(result["scores"])
+        thresholds = np.unique(np.concatenate([positives, negatives, [np.inf]]))[::-1]
+        tpr = [(positives >= t).mean() for t in thresholds]
+        fpr = [(negatives >= t).mean() for t in thresholds]
+        line, = ax.plot(fpr, tpr, lw=1.5, ls="-" if result["counted"] else ":",
+                        label=f"{case} (AUC {result['auc']:.2f})")
+        ax.plot([(negatives > 0).mean()], [(positives > 0).mean()], "o", color=line.get_color(), ms=5)
+    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
+    overall = separation_result["overall"]
+    ax.set(xlabel="false-flag rate (in-domain planes)", ylabel="detection rate (out-of-domain planes)",
+           title=f"consistency flag: overall AUC {overall['auc']:.3f}, false flags {overall['false_flag_rate']:.1%}\n"
+                 "dots: the shipped threshold (score > 0); dotted: not counted")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
 
 
 def overhead(widefield: Enhancer, repeats: int) -> dict[str, Any]:
@@ -286,6 +320,7 @@ def run(out_dir: Path, *, quick: bool = False, threads: int | None = None, progr
     result["wall_s"] = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "consistency.json").write_text(json.dumps(result, indent=2))
+    save_roc(out_dir / "consistency_roc.png", result["separation"])
     return result
 
 
