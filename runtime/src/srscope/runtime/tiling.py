@@ -270,8 +270,8 @@ class TilePlan:
             for ix, x0 in enumerate(self.x.starts):
                 yield iy, ix, padded[y0:y0 + th, x0:x0 + tw]
 
-    def blender(self, *, scale: float = 1.0, offset: float = 0.0) -> Blender:
-        return Blender(self, scale=scale, offset=offset)
+    def blender(self) -> Blender:
+        return Blender(self)
 
 
 class Blender:
@@ -281,14 +281,10 @@ class Blender:
     the outer product of two 1D sums: no full-size weight image is stored. With the complementary
     raised-cosine ramps those sums are exactly one, and the normalising pass is skipped; it runs
     only for unusual geometries (very short tiles whose two ramps overlap).
-
-    ``scale``/``offset``: an output affine (the Enhancer's denormalisation) applied on the way out —
-    for one tile as it is cropped, so a whole-image result costs one frame-sized pass less.
     """
 
-    def __init__(self, plan: TilePlan, *, scale: float = 1.0, offset: float = 0.0) -> None:
+    def __init__(self, plan: TilePlan) -> None:
         self.plan = plan
-        self._affine = None if (scale, offset) == (1.0, 0.0) else (np.float32(scale), np.float32(offset))
         s = plan.scale
         self._single = plan.count == 1
         self._wy = [plan.y.weights(i, s) for i in range(len(plan.y.starts))]
@@ -315,13 +311,10 @@ class Blender:
         if self._single:
             # Cropped and copied now: the caller may reuse ``tile_out``'s buffer for its next batch.
             py, px = self.plan.y, self.plan.x
-            crop = tile_out[py.border * s:(py.border + py.size) * s, px.border * s:(px.border + px.size) * s]
-            self._out = np.empty(crop.shape, dtype=np.float32)
-            if self._affine is None:
-                np.copyto(self._out, crop)
-            else:  # the copy and the scale in one pass: (float32(x) · scale) + offset, as after blending
-                np.multiply(crop, self._affine[0], out=self._out, dtype=np.float32)
-                self._out += self._affine[1]
+            # (A plain copy then in-place arithmetic by the caller: measured faster than a ufunc reading
+            # the strided crop into a fresh array, 1.9 vs 3.3 ms for a 2048² output.)
+            self._out = np.array(tile_out[py.border * s:(py.border + py.size) * s,
+                                          px.border * s:(px.border + px.size) * s], dtype=np.float32, order="C")
             return
         py, px = self.plan.y, self.plan.x
         ty, oy = self._overlap(py.starts[iy] * s, th * s, py.border * s, py.size * s)
@@ -346,9 +339,6 @@ class Blender:
             total = total[ap.border * s:(ap.border + ap.size) * s]
             if not np.allclose(total, 1.0, rtol=0, atol=1e-6):
                 out *= (1.0 / total)[:, None] if axis == 0 else (1.0 / total)[None, :]
-        if self._affine is not None:
-            out *= self._affine[0]
-            out += self._affine[1]
         return out
 
 
