@@ -306,7 +306,7 @@ def run(out_dir: Path, *, quick: bool = False, threads: int | None = None, progr
 
     result = {
         "config": {"quick": quick, "lr_px": LR_SIZE, "in_domain_widefield": n_in, "per_case": n_ood,
-                   "threads": threads, "seeds": {"calibration": "validation splits 100000+ / 105000+",
+                   "threads": threads, "seeds": {"calibration": "validation splits 100000+ / 105000+ and held-out blocks 120000+ / 125000+",
                                                  "margin_tuning": "300000+", "tests": "610000+",
                                                  "benchmark_in_domain": IN_DOMAIN_SEED,
                                                  "benchmark_out_of_domain": OOD_SEED},
