@@ -4,8 +4,8 @@ What it answers, side by side on one model and one image (medians over interleav
 
 * ``raw_single_shot``: one ``session.run`` on the whole normalised image (padded only to the size
   multiple) — the ceiling any wrapper can reach;
-* ``enhancer_whole``: ``Enhancer(tile=None)`` — adds mirror padding by the halo at the borders,
-  (de)normalisation and cropping;
+* ``enhancer_whole``: ``Enhancer(tile=None)`` — adds the mirrored image-edge border
+  (:func:`srscope.runtime.enhancer.default_border`), (de)normalisation and cropping;
 * ``enhancer_tiled[tile]``: the overlapping, blended tiles at several tile sizes (the default 512
   among them), with the plan's ``computed_fraction`` (network pixels per image pixel), so a ratio
   below 1 can be attributed to halo geometry versus wrapper overhead;
@@ -22,8 +22,10 @@ the speed/PSNR trade-off. ``light`` is a cheap small-halo model on a 1024² fram
 wrapper's own overhead (the issue's "tiled >= 0.9x single-shot" target). All modes of a model share
 one ORT session, so they differ only in what the Enhancer does around it.
 ``speed_1024`` (the speed issue's figures, on the shipped width-8 widefield model and a 1024² frame):
-raw single shot vs the Enhancer whole-image, at the default ``tile="auto"`` and at the old fixed
-512 tiles, per image pixel; ORT's per-op-type profile of the single shot and of the tiles with the
+raw single shot vs the Enhancer whole-image, at the default ``tile="auto"``, at the old fixed
+512 tiles and at ``auto`` with the old full-halo image border, per image pixel (``RATIO_REPEATS``
+interleaved rounds, wall and process-CPU medians); the wrapper's own cost stage by stage
+(``wrapper_stages_auto``); ORT's per-op-type profile of the single shot and of the tiles with the
 convolutions' fraction of the matmul peak; session settings (optimisation level / NCHWc, threads,
 batching); int8 candidates (``bench/speed_profile.py``) and the bf16 status.
 Run alone with ``python bench/bench_runtime.py [--model m.onnx] [--out bench/results]``.
@@ -71,6 +73,8 @@ MIN_SIZE = 256
 TILES = (512, 1024)
 HALO_SWEEP = (32, 16)
 DEFAULT_TILE = 512
+#: speed_1024's interleaved repeats of the ratio modes: a 2-core shared host moves single runs by ±5 %.
+RATIO_REPEATS = 7
 
 _MEMORY_PROBE = """
 import sys, numpy as np
@@ -307,7 +311,10 @@ def speed_1024(peak: float, repeats: int = REPEATS) -> dict:
     session, info = create_session(WIDEFIELD, "cpu")
     enhancers = {"enhancer_whole": Enhancer(session, card, info, tile=None),
                  "enhancer_auto": Enhancer(session, card, info, source=WIDEFIELD),
-                 "enhancer_tile512": Enhancer(session, card, info, tile=512)}
+                 "enhancer_tile512": Enhancer(session, card, info, tile=512),
+                 # the border before issue 15 part 2: the card's whole halo mirrored at the image edge
+                 "enhancer_auto_card_halo_border": Enhancer(session, card, info, source=WIDEFIELD,
+                                                            border=card.halo_px)}
     fns = {"raw_single_shot": raw_runner(enhancers["enhancer_whole"], image)}
     fns.update({k: (lambda e=e: e.enhance(image)) for k, e in enhancers.items()})
     # The matmul peak is measured inside the same interleaved loop: on a shared machine a peak taken
@@ -316,19 +323,27 @@ def speed_1024(peak: float, repeats: int = REPEATS) -> dict:
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b = np.random.default_rng(1).random((n, n), dtype=np.float32)
     fns["matmul_2048"] = lambda: a @ b
-    times = speed_profile.interleaved(fns, repeats)
+    times, cpu_times = interleaved_wall_and_cpu(fns, RATIO_REPEATS)
+    cpu_times.pop("matmul_2048")
     peak_at_start, peak = peak, 2 * n ** 3 / times.pop("matmul_2048") / 1e9
     gpm = conv_gflop_per_megapixel(WIDEFIELD, probe=16 * card.size_multiple)
     whole_t = times["enhancer_whole"]
     reference = enhancers["enhancer_whole"].enhance(image).astype(np.float64)
     modes: dict[str, dict] = {"raw_single_shot": {"median_s": round(times["raw_single_shot"], 3),
+                                                  "cpu_median_s": round(cpu_times["raw_single_shot"], 3),
                                                   "computed_fraction": 1.0}}
     for key, e in enhancers.items():
         plan = e.plan(image.shape)
-        modes[key] = {"median_s": round(times[key], 3), "tiles": plan.count, "tile_shape": list(plan.tile_shape),
-                      "computed_fraction": round(plan.computed_fraction, 3),
+        modes[key] = {"median_s": round(times[key], 3), "cpu_median_s": round(cpu_times[key], 3),
+                      "tiles": plan.count, "tile_shape": list(plan.tile_shape), "border_px": e.border,
+                      "halo_px": e.halo, "computed_fraction": round(plan.computed_fraction, 3),
                       "throughput_vs_enhancer_whole": round(whole_t / times[key], 3),
                       "throughput_vs_raw": round(times["raw_single_shot"] / times[key], 3),
+                      # process CPU seconds (all threads): steadier than wall time on a shared host
+                      "cpu_throughput_vs_raw": round(cpu_times["raw_single_shot"] / cpu_times[key], 3),
+                      # the wrapper alone: raw throughput per pixel the network actually computed
+                      "throughput_vs_raw_per_computed_pixel": round(
+                          times["raw_single_shot"] / times[key] * plan.computed_fraction, 3),
                       "fraction_of_matmul_peak": round(gpm * plan.computed_fraction * 1.048576 / times[key] / peak, 3),
                       "psnr_vs_whole_db": psnr(e.enhance(image), reference)}
     modes["raw_single_shot"]["fraction_of_matmul_peak"] = round(gpm * 1.048576 / times["raw_single_shot"] / peak, 3)
@@ -361,6 +376,7 @@ def speed_1024(peak: float, repeats: int = REPEATS) -> dict:
                        f"{WIDEFIELD.name} models/{shipped.name}) refuses every variant that is faster than fp32 "
                        "(see min_psnr_vs_fp32_heldout_db < 45 and the held-out loss it prints)")
     auto = modes["enhancer_auto"]
+    stages = wrapper_stages(enhancers["enhancer_auto"], image)
     return {
         "model": card.name, "image": [1024, 1024], "cores": usable_cores(), "repeats": repeats,
         "matmul_peak_gflops": round(peak, 1), "matmul_peak_gflops_at_start": round(peak_at_start, 1),
@@ -369,8 +385,18 @@ def speed_1024(peak: float, repeats: int = REPEATS) -> dict:
         "auto_pixels_per_call": enhancers["enhancer_auto"].pixels_per_call,
         "auto_tile_2048_plan": _plan_summary(enhancers["enhancer_auto"], (2048, 2048)),
         "target_tiled_vs_single_shot": TARGET_TILED_RATIO,
-        # per image pixel, the default against the raw single shot (no border halo, no wrapper)
+        "ratio_repeats": RATIO_REPEATS,
+        # per image pixel, the default against the raw single shot (no border, no wrapper), and the
+        # old fixed 512 tiles, from the same interleaved loop
         "tiled_default_vs_single_shot": auto["throughput_vs_raw"],
+        "tiled_512_vs_single_shot": modes["enhancer_tile512"]["throughput_vs_raw"],
+        "tiled_default_vs_single_shot_cpu_time": auto["cpu_throughput_vs_raw"],
+        "tiled_512_vs_single_shot_cpu_time": modes["enhancer_tile512"]["cpu_throughput_vs_raw"],
+        "border_px_default": enhancers["enhancer_auto"].border,
+        "border_note": ("the image-edge mirror is srscope.runtime.enhancer.default_border (8 px here, was the "
+                        "card's 24 px halo: enhancer_auto_card_halo_border); tiles still discard the full halo "
+                        "at seams. Quality measured by bench/bench_border.py"),
+        "wrapper_stages_auto": stages,
         "fp32_fraction_of_matmul_peak_default": auto["fraction_of_matmul_peak"],
         "modes": modes, "profile": profiles, "session_variants": variants, "int8": int8,
         "bf16": speed_profile.bf16_status(),
@@ -381,6 +407,84 @@ def speed_1024(peak: float, repeats: int = REPEATS) -> dict:
             "for 8-channel tensors) and the output tile per pixel is tiny, so the loads/stores per FLOP are "
             "GEMM-unlike; ReorderInput/Output around Concat/Pad/Upsample add pure memory traffic."),
     }
+
+
+def interleaved_wall_and_cpu(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and process-CPU seconds per call of each function, round-robin after one warm-up.
+
+    CPU time (all of this process's threads) is reported beside wall time because on a shared
+    machine other people's load stretches wall time unevenly; the ratio of the two medians shows
+    how much of a gap is the host rather than the code.
+    """
+    for fn in fns.values():
+        fn()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
+
+
+def wrapper_stages(enhancer: Enhancer, image: np.ndarray, repeats: int = 15) -> dict:
+    """Milliseconds per stage of ``enhancer.enhance(image)`` for a one-tile plan (whole-image/auto).
+
+    Each stage is the code ``enhance`` runs (median of ``repeats``, the session run of 5), so
+    ``wrapper_ms`` (the sum of all but the run) is the Enhancer's own cost per frame. The input
+    steps the in-buffer path replaced are timed beside it (``before_normalise_pad_stack_ms``:
+    normalise, pad and stack as three frame-sized copies).
+    """
+    from srscope.runtime.imagecheck import checked_image
+
+    plan = enhancer.plan(image.shape)
+    if plan.count != 1:
+        return {"skipped": f"{plan.count} tiles: the stage split is for one-tile plans"}
+    mapping = enhancer.intensity.input_mapping(image)
+    out_map = enhancer.intensity.output_mapping(mapping)
+    runner, _ = enhancer._thread_buffers()
+    slot = np.empty(plan.padded_shape, dtype=enhancer._input_dtype)
+    batch = slot[None, None]
+    enhancer._normalise_padded_into(slot, plan, mapping, image)
+    out = runner.run(batch)[0, 0]
+    stack = np.empty((1, *plan.padded_shape), dtype=enhancer._input_dtype)
+
+    def crop_denormalise() -> None:
+        blender = plan.blender()
+        blender.add(0, 0, out)
+        enhancer._denormalise_in_place(blender.result(), out_map)
+
+    def before_normalise_pad_stack() -> None:
+        np.stack([plan.pad(mapping.normalise(image))], out=stack, casting="same_kind")
+
+    def ms(fn, n: int = repeats) -> float:
+        fn()
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+        return round(1000 * statistics.median(samples), 2)
+
+    # The in-buffer input path and the three copies it replaced, interleaved (sub-ms differences).
+    pair = interleaved_wall_and_cpu({"now": lambda: enhancer._normalise_padded_into(slot, plan, mapping, image),
+                                     "before": before_normalise_pad_stack}, 4 * repeats)[0]
+    stages = {"check_image": ms(lambda: checked_image(image)),
+              "percentiles": ms(lambda: enhancer.intensity.input_mapping(image)),
+              "normalise_pad_into_batch": round(1000 * pair["now"], 2),
+              "bound_input_copy": ms(lambda: runner.write_input(batch)),
+              "crop_denormalise": ms(crop_denormalise)}
+    run_ms = ms(lambda: runner.run(batch), 5)
+    total_ms = ms(lambda: enhancer.enhance(image), 5)
+    wrapper = round(sum(stages.values()), 2)
+    return {"image": list(image.shape), "padded": list(plan.padded_shape), "stages_ms": stages,
+            "session_run_ms": run_ms, "enhance_total_ms": total_ms, "wrapper_ms": wrapper,
+            "wrapper_share_of_run": round(wrapper / run_ms, 4),
+            "before_normalise_pad_stack_ms": round(1000 * pair["before"], 2),
+            "note": ("bound_input_copy is BoundRunner.write_input's copy of the batch into the IO-bound input; "
+                     "percentiles are the per-plane intensity policy's numpy.percentile")}
 
 
 def _plan_summary(enhancer: Enhancer, shape: tuple[int, int]) -> dict:
