@@ -268,16 +268,22 @@ def local_error(residual: np.ndarray, sigma_px: float, window: str = "gaussian")
     at a quarter of the filtering cost, which is most of the score's budget on large frames. Odd
     edges repeat their last row/column.
     """
-    squared = np.square(residual, dtype=np.float32)
     if window == "gaussian":
-        return np.sqrt(gaussian_filter(squared, sigma_px, mode="reflect"))
+        return np.sqrt(gaussian_filter(np.square(residual, dtype=np.float32), sigma_px, mode="reflect"))
     if window != "binned":
         raise ConsistencyError(f"unknown local-error window {window!r}")
+    h, w = residual.shape
+    coarse = np.sqrt(_binned_mean_square(residual, sigma_px))
+    return np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
+
+
+def _binned_mean_square(residual: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The ``binned`` window's local mean square on the 2 × 2-binned grid (odd edges repeated)."""
+    squared = np.square(residual, dtype=np.float32)
     h, w = squared.shape
     even = np.pad(squared, ((0, h % 2), (0, w % 2)), mode="edge")
     binned = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2).mean(axis=(1, 3), dtype=np.float32)
-    coarse = np.sqrt(gaussian_filter(binned, sigma_px / 2.0, mode="reflect"))
-    return np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
+    return gaussian_filter(binned, sigma_px / 2.0, mode="reflect")
 
 
 def _error_fraction(residual: np.ndarray, model: DegradationModel) -> float:
@@ -288,12 +294,8 @@ def _error_fraction(residual: np.ndarray, model: DegradationModel) -> float:
     """
     b = model.border_px if min(residual.shape) > 4 * model.border_px else 0
     if model.error_window == "binned":
-        squared = np.square(residual, dtype=np.float32)
-        h, w = squared.shape
-        even = np.pad(squared, ((0, h % 2), (0, w % 2)), mode="edge")
-        binned = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2).mean(axis=(1, 3), dtype=np.float32)
         # compare squared values: no square root over the grid
-        coarse = gaussian_filter(binned, model.error_sigma_px / 2.0, mode="reflect")
+        coarse = _binned_mean_square(residual, model.error_sigma_px)
         cb = -(-b // 2)
         inner = coarse[cb:coarse.shape[0] - cb, cb:coarse.shape[1] - cb]
         return float(np.count_nonzero(inner > np.float32(model.error_threshold) ** 2)) / max(inner.size, 1)
@@ -369,10 +371,15 @@ def _transformed(value: float, transform: str) -> float:
     return float(value)
 
 
+def transformed_features(features: dict[str, float], names: Sequence[str], transforms: Sequence[str]) -> np.ndarray:
+    """A plane's ``names`` features, each through its transform, before standardisation (float64)."""
+    return np.asarray([_transformed(features[name], t) for name, t in zip(names, transforms)])
+
+
 def domain_vector(features: dict[str, float], domain: DomainModel) -> np.ndarray:
     """A plane's features in the domain model's standardised space (one float64 vector)."""
-    raw = [_transformed(features[name], t) for name, t in zip(domain.features, domain.transforms)]
-    return (np.asarray(raw) - np.asarray(domain.center)) / np.asarray(domain.spread)
+    raw = transformed_features(features, domain.features, domain.transforms)
+    return (raw - np.asarray(domain.center)) / np.asarray(domain.spread)
 
 
 def knn_distance(vectors: np.ndarray, reference: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:

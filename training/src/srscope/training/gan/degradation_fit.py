@@ -45,11 +45,11 @@ from srscope.runtime.consistency import (
     DOMAIN_FEATURES,
     FEATURES,
     MIN_SPREAD,
-    domain_vector,
     knn_distance,
     local_error_map,
     plane_features,
     redegrade,
+    transformed_features,
 )
 
 #: Widest kernel side (HR pixels) the fit considers.
@@ -220,9 +220,7 @@ def fit_domain(rows: Sequence[dict[str, float]], *, k: int = DOMAIN_K, quantile:
     transforms = tuple(DOMAIN_FEATURES[n] for n in names)
     if len(rows) <= k + 1:
         raise ValueError(f"the domain model needs more than {k + 1} calibration planes, got {len(rows)}")
-    unit = DomainModel(names, transforms, (0.0,) * len(names), (1.0,) * len(names),
-                       ((0.0,) * len(names),) * (k + 1), k, 1.0)
-    raw = np.stack([domain_vector(r, unit) for r in rows])
+    raw = np.stack([transformed_features(r, names, transforms) for r in rows])
     center = raw.mean(axis=0)
     spread = np.maximum(raw.std(axis=0), 1e-3)
     reference = (raw - center) / spread
